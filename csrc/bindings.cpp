@@ -1,0 +1,351 @@
+// The only pybind11 file: thin wrappers over the kernels. They check types and shapes, release the
+// GIL around the work, and turn std::invalid_argument into ValueError.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "cpu_dispatch.h"
+#include "dense_decode.h"
+#include "patch_coding.h"
+#include "plane_codec.h"
+#include "trellis_encoder.h"
+#include "xor_network.h"
+
+namespace py = pybind11;
+using namespace sc;
+
+#ifndef SPARSECODEC_VERSION
+#define SPARSECODEC_VERSION "0.0.0"
+#endif
+#ifndef SPARSECODEC_CXX_FLAGS
+#define SPARSECODEC_CXX_FLAGS ""
+#endif
+
+namespace {
+
+// Accepts only a C-contiguous numpy array of exactly dtype T and the given ndim (no silent casts).
+template <class T>
+py::array_t<T> require_array(const py::handle& obj, const char* name, int ndim) {
+    if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be a numpy array");
+    py::array arr = py::reinterpret_borrow<py::array>(obj);
+    if (!arr.dtype().is(py::dtype::of<T>()))
+        throw py::type_error(std::string(name) + " must have dtype " + std::string(py::str(py::dtype::of<T>())) +
+                             ", got " + std::string(py::str(arr.dtype())));
+    if (arr.ndim() != ndim)
+        throw std::invalid_argument(std::string(name) + " must be " + std::to_string(ndim) + "-D, got " +
+                                    std::to_string(arr.ndim()) + "-D");
+    if (!(arr.flags() & py::array::c_style)) throw std::invalid_argument(std::string(name) + " must be C-contiguous");
+    return py::array_t<T>(arr);
+}
+
+void require_len(const py::array& a, int axis, int64_t want, const char* name) {
+    if (a.shape(axis) != want)
+        throw std::invalid_argument(std::string(name) + ": axis " + std::to_string(axis) + " has length " +
+                                    std::to_string(a.shape(axis)) + ", expected " + std::to_string(want));
+}
+
+struct PatchLists {
+    std::vector<py::array_t<int64_t>> arrays;
+    std::vector<const int64_t*> ptrs;
+    std::vector<int64_t> counts;
+};
+
+PatchLists require_patches(const py::list& patches, int q, int64_t length) {
+    if (int(patches.size()) != q)
+        throw std::invalid_argument("expected one patch array per plane (" + std::to_string(q) + "), got " +
+                                    std::to_string(patches.size()));
+    PatchLists out;
+    for (int i = 0; i < q; ++i) {
+        py::array_t<int64_t> a = require_array<int64_t>(patches[size_t(i)], "patches", 1);
+        const int64_t* p = a.data();
+        for (int64_t j = 0; j < a.shape(0); ++j)
+            if (p[j] < 0 || p[j] >= length || (j > 0 && p[j] <= p[j - 1]))
+                throw std::invalid_argument("patch positions must be strictly ascending and inside the plane");
+        out.ptrs.push_back(p);
+        out.counts.push_back(a.shape(0));
+        out.arrays.push_back(std::move(a));
+    }
+    return out;
+}
+
+PlaneGeometry geometry(int64_t length, int64_t chain) {
+    if (length < 1) throw std::invalid_argument("plane length must be positive");
+    if (chain < 64 || chain % 64 != 0) throw std::invalid_argument("chain must be a positive multiple of 64");
+    return PlaneGeometry{length, chain};
+}
+
+ScaleLayout scale_layout(const py::array_t<float>& scales, int64_t rows, int64_t cols, int64_t group_size, int q) {
+    if (rows < 1 || cols < 1) throw std::invalid_argument("rows and cols must be positive");
+    if (group_size < 1) throw std::invalid_argument("group_size must be positive");
+    if (q < 1 || q > kMaxBits) throw std::invalid_argument("bits must be between 1 and 8");
+    const int64_t groups = (cols + group_size - 1) / group_size;
+    require_len(scales, 0, rows, "scales");
+    require_len(scales, 1, groups, "scales");
+    require_len(scales, 2, q, "scales");
+    return ScaleLayout{cols, group_size, groups, q, scales.data()};
+}
+
+// Wraps care_rank / care_select: (mask words, length, int64 vector) -> int64 vector.
+template <class Fn>
+py::array_t<int64_t> map_over_mask(const py::object& mask_obj, int64_t length, const py::object& in_obj,
+                                   const char* name, Fn fn) {
+    auto mask = require_array<uint64_t>(mask_obj, "mask", 1);
+    auto in = require_array<int64_t>(in_obj, name, 1);
+    require_len(mask, 0, (length + 63) / 64, "mask");
+    py::array_t<int64_t> out(in.shape(0));
+    fn(mask.data(), length, in.data(), in.shape(0), out.mutable_data());
+    return out;
+}
+
+py::dict build_info() {
+    py::dict d;
+    d["version"] = SPARSECODEC_VERSION;
+#if defined(__clang__)
+    d["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+    d["compiler"] = std::string("gcc ") + __VERSION__;
+#else
+    d["compiler"] = "unknown";
+#endif
+    d["cxx_flags"] = SPARSECODEC_CXX_FLAGS;
+    d["avx2_compiled"] = avx2_compiled();
+    d["simd_detected"] = simd_level_name(detected_simd_level());
+    d["simd_active"] = simd_level_name(active_simd_level());
+    d["openmp"] = openmp_enabled();
+    d["threads"] = max_threads();
+    return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+    m.doc() = "sparsecodec native kernels (internal: use the sparsecodec package API)";
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const std::invalid_argument& e) {
+            PyErr_SetString(PyExc_ValueError, e.what());
+        }
+    });
+
+    m.def("build_info", &build_info, "Build and runtime facts: version, compiler, SIMD, OpenMP.");
+    m.def("simd_level", [] { return std::string(simd_level_name(active_simd_level())); });
+    m.def(
+        "set_simd_level", [](const std::string& name) { return std::string(simd_level_name(set_simd_level(parse_simd_level(name)))); },
+        py::arg("level"), "Request 'scalar' or 'avx2' kernels (capped at what the CPU supports); returns the active level.");
+    m.def("num_threads", &max_threads);
+    m.def(
+        "set_num_threads",
+        [](int n) {
+            if (n < 1) throw std::invalid_argument("number of threads must be at least 1");
+            set_max_threads(n);
+        },
+        py::arg("n"));
+
+    m.def("check_network", &check_network_params, py::arg("n_in"), py::arg("n_out"), py::arg("depth"));
+    m.def(
+        "xor_network_rows",
+        [](int n_in, int n_out, int depth, uint64_t seed) {
+            XorNetwork net(n_in, n_out, depth, seed);
+            py::array_t<uint64_t> rows(net.n_out);
+            std::memcpy(rows.mutable_data(), net.rows.data(), net.rows.size() * sizeof(uint64_t));
+            return rows;
+        },
+        py::arg("n_in"), py::arg("n_out"), py::arg("depth"), py::arg("seed"));
+
+    m.def(
+        "encode_planes",
+        [](py::object targets_obj, py::object care_obj, int64_t length, int n_in, int n_out, int depth,
+           uint64_t seed, int64_t chain) {
+            const PlaneGeometry geo = geometry(length, chain);
+            auto targets = require_array<uint64_t>(targets_obj, "targets", 2);
+            auto care = require_array<uint64_t>(care_obj, "care", 1);
+            require_len(targets, 1, geo.plane_words(), "targets");
+            require_len(care, 0, geo.plane_words(), "care");
+            const int q = int(targets.shape(0));
+            XorNetwork net(n_in, n_out, depth, seed);
+            const int64_t code_words = geo.code_words(net);
+            py::array_t<uint64_t> code({int64_t(q), code_words});
+            std::fill(code.mutable_data(), code.mutable_data() + q * code_words, uint64_t(0));
+            std::vector<std::vector<int64_t>> patches;
+            {
+                py::gil_scoped_release release;
+                encode_planes(net, geo, targets.data(), care.data(), q, code.mutable_data(), patches);
+            }
+            py::list out;
+            for (auto& p : patches) {
+                py::array_t<int64_t> a(int64_t(p.size()));
+                if (!p.empty()) std::memcpy(a.mutable_data(), p.data(), p.size() * sizeof(int64_t));
+                out.append(a);
+            }
+            return py::make_tuple(code, out);
+        },
+        py::arg("targets"), py::arg("care"), py::arg("length"), py::arg("n_in"), py::arg("n_out"), py::arg("depth"),
+        py::arg("seed"), py::arg("chain"),
+        "Encode q bit-planes (uint64 words, LSB-first) under a care mask. Returns (code, patches).");
+
+    m.def(
+        "decode_planes",
+        [](py::object code_obj, py::list patches_obj, int64_t length, int n_in, int n_out, int depth, uint64_t seed,
+           int64_t chain) {
+            const PlaneGeometry geo = geometry(length, chain);
+            XorNetwork net(n_in, n_out, depth, seed);
+            auto code = require_array<uint64_t>(code_obj, "code", 2);
+            require_len(code, 1, geo.code_words(net), "code");
+            const int q = int(code.shape(0));
+            PatchLists patches = require_patches(patches_obj, q, length);
+            py::array_t<uint64_t> out({int64_t(q), geo.plane_words()});
+            {
+                py::gil_scoped_release release;
+                decode_planes(net, geo, code.data(), q, patches.ptrs, patches.counts, out.mutable_data());
+            }
+            return out;
+        },
+        py::arg("code"), py::arg("patches"), py::arg("length"), py::arg("n_in"), py::arg("n_out"), py::arg("depth"),
+        py::arg("seed"), py::arg("chain"), "Decode q bit-planes with their patches applied.");
+
+    m.def(
+        "decode_dense",
+        [](py::object code_obj, py::list patches_obj, py::object mask_obj, int64_t rows, int64_t cols,
+           py::object scales_obj, int64_t group_size, int n_in, int n_out, int depth, uint64_t seed, int64_t chain,
+           py::object out_obj) {
+            const PlaneGeometry geo = geometry(rows * cols, chain);
+            XorNetwork net(n_in, n_out, depth, seed);
+            auto code = require_array<uint64_t>(code_obj, "code", 2);
+            auto mask = require_array<uint64_t>(mask_obj, "mask", 1);
+            auto scales = require_array<float>(scales_obj, "scales", 3);
+            require_len(code, 1, geo.code_words(net), "code");
+            require_len(mask, 0, geo.plane_words(), "mask");
+            const int q = int(code.shape(0));
+            const ScaleLayout layout = scale_layout(scales, rows, cols, group_size, q);
+            PatchLists patches = require_patches(patches_obj, q, geo.length);
+            py::array_t<float> out;
+            if (out_obj.is_none()) {
+                out = py::array_t<float>({rows, cols});
+            } else {
+                out = require_array<float>(out_obj, "out", 2);
+                require_len(out, 0, rows, "out");
+                require_len(out, 1, cols, "out");
+                if (!out.writeable()) throw std::invalid_argument("out must be writeable");
+            }
+            {
+                py::gil_scoped_release release;
+                decode_dense(net, geo, code.data(), q, patches.ptrs, patches.counts, mask.data(), layout,
+                             out.mutable_data());
+            }
+            return out;
+        },
+        py::arg("code"), py::arg("patches"), py::arg("mask"), py::arg("rows"), py::arg("cols"), py::arg("scales"),
+        py::arg("group_size"), py::arg("n_in"), py::arg("n_out"), py::arg("depth"), py::arg("seed"), py::arg("chain"),
+        py::arg("out") = py::none(),
+        "Decode an encoded matrix straight to dense float32 (planes, patches, mask and scales fused).");
+
+    m.def(
+        "dequantize",
+        [](py::object planes_obj, py::object mask_obj, int64_t rows, int64_t cols, py::object scales_obj,
+           int64_t group_size) {
+            auto planes = require_array<uint64_t>(planes_obj, "planes", 2);
+            auto mask = require_array<uint64_t>(mask_obj, "mask", 1);
+            auto scales = require_array<float>(scales_obj, "scales", 3);
+            const int64_t words = (rows * cols + 63) / 64;
+            require_len(planes, 1, words, "planes");
+            require_len(mask, 0, words, "mask");
+            const int q = int(planes.shape(0));
+            const ScaleLayout layout = scale_layout(scales, rows, cols, group_size, q);
+            py::array_t<float> out({rows, cols});
+            {
+                py::gil_scoped_release release;
+                std::vector<const uint64_t*> ptrs;
+                for (int i = 0; i < q; ++i) ptrs.push_back(planes.data() + i * words);
+                dequant_range(layout, ptrs.data(), mask.data(), 0, rows * cols, out.mutable_data());
+            }
+            return out;
+        },
+        py::arg("planes"), py::arg("mask"), py::arg("rows"), py::arg("cols"), py::arg("scales"), py::arg("group_size"),
+        "Dequantise already-decoded bit-planes (the reference for decode_dense's last step).");
+
+    m.def(
+        "care_rank",
+        [](py::object mask, int64_t length, py::object positions) {
+            return map_over_mask(mask, length, positions, "positions", care_rank);
+        },
+        py::arg("mask"), py::arg("length"), py::arg("positions"), "Index among the kept bits of each ascending position.");
+    m.def(
+        "care_select",
+        [](py::object mask, int64_t length, py::object indices) {
+            return map_over_mask(mask, length, indices, "indices", care_select);
+        },
+        py::arg("mask"), py::arg("length"), py::arg("indices"), "Flat position of each ascending kept-bit index.");
+
+    m.def(
+        "rice_bits",
+        [](py::object values_obj, int k) {
+            auto v = require_array<uint64_t>(values_obj, "values", 1);
+            return rice_bits(v.data(), v.shape(0), k);
+        },
+        py::arg("values"), py::arg("k"));
+    m.def(
+        "rice_encode",
+        [](py::object values_obj, int k) {
+            if (k < 0 || k > 62) throw std::invalid_argument("Rice parameter must be between 0 and 62");
+            auto v = require_array<uint64_t>(values_obj, "values", 1);
+            std::vector<uint8_t> bytes = rice_encode(v.data(), v.shape(0), k);
+            return py::bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+        },
+        py::arg("values"), py::arg("k"));
+    m.def(
+        "rice_decode",
+        [](py::bytes data, int64_t n, int k, uint64_t max_value) {
+            if (n < 0) throw std::invalid_argument("count must be non-negative");
+            std::string_view view = data;
+            // Each value costs at least one bit: reject absurd counts before allocating.
+            if (n > int64_t(view.size()) * 8) throw std::invalid_argument("patch stream is shorter than its patch count");
+            py::array_t<uint64_t> out(n);
+            rice_decode(reinterpret_cast<const uint8_t*>(view.data()), int64_t(view.size()), n, k, max_value,
+                        out.mutable_data());
+            return out;
+        },
+        py::arg("data"), py::arg("n"), py::arg("k"), py::arg("max_value"));
+
+    m.def(
+        "trellis_transition",
+        [](py::object key_obj, py::object u_obj, py::object v_obj, int k, const std::string& method) {
+            auto key = require_array<uint32_t>(key_obj, "key", 1);
+            auto u = require_array<uint64_t>(u_obj, "u", 1);
+            auto v = require_array<uint64_t>(v_obj, "v", 1);
+            const int64_t x = key.shape(0);
+            if (x < 1 || x > 1024 || u.shape(0) != x || v.shape(0) != x)
+                throw std::invalid_argument("key, u and v must have one equal length between 1 and 1024");
+            if (k < 0 || k > 64) throw std::invalid_argument("k must be between 0 and 64");
+            for (int64_t i = 0; i < x; ++i)
+                if (k < 64 && ((u.data()[i] >> k) || (v.data()[i] >> k)))
+                    throw std::invalid_argument("u and v must be below 2^k");
+            py::array_t<uint32_t> best(x);
+            if (method == "scalar") {
+                trellis_transition_scalar(key.data(), u.data(), v.data(), int(x), best.mutable_data());
+            } else if (method == "hypercube") {
+                if (k > 20) throw std::invalid_argument("hypercube transition needs k <= 20");
+                std::vector<uint32_t> scratch;
+                trellis_transition_hypercube(key.data(), u.data(), v.data(), int(x), k, scratch, best.mutable_data());
+            } else if (method == "avx2") {
+#ifdef SPARSECODEC_HAS_AVX2
+                if (detected_simd_level() != SimdLevel::avx2) throw std::invalid_argument("this CPU has no AVX2");
+                if (k > 32 || x % 8 != 0) throw std::invalid_argument("avx2 transition needs k <= 32 and length % 8 == 0");
+                trellis_transition_avx2(key.data(), u.data(), v.data(), int(x), best.mutable_data());
+#else
+                throw std::invalid_argument("built without AVX2 kernels");
+#endif
+            } else {
+                throw std::invalid_argument("method must be 'scalar', 'hypercube' or 'avx2'");
+            }
+            return best;
+        },
+        py::arg("key"), py::arg("u"), py::arg("v"), py::arg("k"), py::arg("method"),
+        "One min-plus trellis step (exposed so tests can compare the three implementations).");
+}

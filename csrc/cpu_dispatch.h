@@ -1,0 +1,34 @@
+// Run-time choice between the portable scalar kernels and the AVX2/BMI2 kernels.
+//
+// Every kernel has a scalar reference. The SIMD variants are compiled in their own translation units
+// with target flags and are only called when the running CPU reports the features (never chosen by
+// -march at build time). Tests force each level and compare results bit for bit.
+#pragma once
+
+#include <string>
+
+namespace sc {
+
+enum class SimdLevel : int { scalar = 0, avx2 = 1 };
+
+// What the CPU supports (AVX2 + BMI2 + POPCNT + FMA for the avx2 level).
+SimdLevel detected_simd_level();
+// The level kernels use now: the detected one unless lowered with set_simd_level.
+SimdLevel active_simd_level();
+// Requests a level; it is capped at the detected level. Returns the level now active.
+SimdLevel set_simd_level(SimdLevel requested);
+inline bool use_avx2() { return active_simd_level() == SimdLevel::avx2; }
+
+const char* simd_level_name(SimdLevel level);
+// Parses "scalar" / "avx2"; throws std::invalid_argument for anything else.
+SimdLevel parse_simd_level(const std::string& name);
+
+// Whether the AVX2 translation units were compiled in at all (false on non-x86 builds).
+bool avx2_compiled();
+
+// OpenMP threads the kernels use (1 when built without OpenMP).
+int max_threads();
+void set_max_threads(int n);
+bool openmp_enabled();
+
+}  // namespace sc

@@ -1,0 +1,17 @@
+// Fused decode of an encoded weight matrix to dense float32: XOR-decode the planes of a block of
+// slices into cache-sized bit buffers, apply that block's patches, then dequantise with the mask.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "dequant.h"
+#include "plane_codec.h"
+
+namespace sc {
+
+void decode_dense(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int q,
+                  const std::vector<const int64_t*>& patches, const std::vector<int64_t>& patch_counts,
+                  const uint64_t* mask, const ScaleLayout& layout, float* out);
+
+}  // namespace sc

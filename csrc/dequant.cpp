@@ -1,0 +1,24 @@
+#include "dequant.h"
+
+#include "bitops.h"
+#include "cpu_dispatch.h"
+
+namespace sc {
+
+void dequant_range_scalar(const ScaleLayout& layout, const uint64_t* const* planes, const uint64_t* mask,
+                          int64_t p0, int64_t count, float* out) {
+    const int q = layout.q;
+    for_each_scale_run(layout, p0, count, [&](int64_t a, int64_t b, const float* alpha) {
+        for (int64_t j = a; j < b; ++j) out[j] = dequant_one(planes, mask, j, alpha, q);
+    });
+}
+
+void dequant_range(const ScaleLayout& layout, const uint64_t* const* planes, const uint64_t* mask, int64_t p0,
+                   int64_t count, float* out) {
+#ifdef SPARSECODEC_HAS_AVX2
+    if (use_avx2()) return dequant_range_avx2(layout, planes, mask, p0, count, out);
+#endif
+    dequant_range_scalar(layout, planes, mask, p0, count, out);
+}
+
+}  // namespace sc

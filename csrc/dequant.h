@@ -1,0 +1,62 @@
+// Binary-coding dequantisation: w = sum_i alpha_i * b_i, b_i = +1 where plane bit i is set and -1
+// where it is clear, masked to +0.0 where the keep-mask is clear.
+//
+// The sum is taken in plane order in float32 (acc = +-a_0; acc = acc + (+-a_i)), which is the exact
+// definition the Python reference uses, so every path is bit-exact with it. Built with
+// -ffp-contract=off so that no compiler fuses or reorders these additions.
+#pragma once
+
+#include <cstdint>
+
+#include "bitops.h"
+
+namespace sc {
+
+constexpr int kMaxBits = 8;
+
+// The reference value of local position j (bits read from planes/mask at j).
+inline float dequant_one(const uint64_t* const* planes, const uint64_t* mask, int64_t j, const float* alpha,
+                         int q) {
+    if (!get_bit(mask, j)) return 0.0f;
+    float acc = get_bit(planes[0], j) ? alpha[0] : -alpha[0];
+    for (int i = 1; i < q; ++i) acc = acc + (get_bit(planes[i], j) ? alpha[i] : -alpha[i]);
+    return acc;
+}
+
+struct ScaleLayout {
+    int64_t cols;        // weight columns
+    int64_t group_size;  // columns per scale group (cols for per-row scales)
+    int64_t groups;      // groups per row = ceil(cols / group_size)
+    int q;               // bit-planes
+    const float* scales;  // [row][group][plane]
+};
+
+// Dequantises flat positions [p0, p0 + count). planes[i] and mask hold the bits of those positions
+// starting at bit 0; out[j] receives position p0 + j.
+void dequant_range(const ScaleLayout& layout, const uint64_t* const* planes, const uint64_t* mask, int64_t p0,
+                   int64_t count, float* out);
+void dequant_range_scalar(const ScaleLayout& layout, const uint64_t* const* planes, const uint64_t* mask,
+                          int64_t p0, int64_t count, float* out);
+#ifdef SPARSECODEC_HAS_AVX2
+void dequant_range_avx2(const ScaleLayout& layout, const uint64_t* const* planes, const uint64_t* mask,
+                        int64_t p0, int64_t count, float* out);
+#endif
+
+// Visits the runs of [p0, p0 + count) that share one scale group: fn(first_local, end_local, alphas).
+template <class Fn>
+inline void for_each_scale_run(const ScaleLayout& layout, int64_t p0, int64_t count, Fn&& fn) {
+    int64_t p = p0;
+    const int64_t end = p0 + count;
+    while (p < end) {
+        const int64_t row = p / layout.cols;
+        const int64_t col = p - row * layout.cols;
+        const int64_t group = col / layout.group_size;
+        int64_t run_end = row * layout.cols + (group + 1) * layout.group_size;
+        if (run_end > (row + 1) * layout.cols) run_end = (row + 1) * layout.cols;
+        if (run_end > end) run_end = end;
+        fn(p - p0, run_end - p0, layout.scales + (row * layout.groups + group) * layout.q);
+        p = run_end;
+    }
+}
+
+}  // namespace sc

@@ -1,0 +1,105 @@
+// Encoding and decoding of whole bit-planes with the XOR network.
+//
+// A plane of `length` bits (the flattened weight matrix) is cut into slices of n_out bits; slice t
+// is stored as an n_in-bit word at bit t*n_in of the plane's code stream. For depth >= 2 the slices
+// are grouped in chains of `chain` slices (a multiple of 64): the shift register restarts from zero
+// at each chain, which lets chains be encoded in parallel. Patches are flat bit positions whose
+// decoded value must be flipped.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "xor_network.h"
+
+namespace sc {
+
+struct PlaneGeometry {
+    int64_t length;  // bits per plane (rows * cols)
+    int64_t chain;   // slices per shift-register chain (ignored for depth 1)
+    int64_t slices(const XorNetwork& net) const { return (length + net.n_out - 1) / net.n_out; }
+    int64_t code_words(const XorNetwork& net) const { return (slices(net) * net.n_in + 63) / 64; }
+    int64_t plane_words() const { return (length + 63) / 64; }
+};
+
+// Encodes q planes. targets: q * plane_words words; care: plane_words words (the keep-mask).
+// code_out: q * code_words words, zero-filled by the caller. patches_out[i]: ascending positions.
+void encode_planes(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* targets,
+                   const uint64_t* care, int q, uint64_t* code_out,
+                   std::vector<std::vector<int64_t>>& patches_out);
+
+// Decodes slices [s0, s1) of one plane (patches not applied) into out, starting at bit 0.
+// out must hold ceil((s1 - s0) * n_out / 64) + 1 zeroed words.
+void decode_slices(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int64_t s0,
+                   int64_t s1, uint64_t* out);
+void decode_slices_scalar(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code,
+                          int64_t s0, int64_t s1, uint64_t* out);
+#ifdef SPARSECODEC_HAS_AVX2
+void decode_slices_avx2(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code,
+                        int64_t s0, int64_t s1, uint64_t* out);
+#endif
+
+// Decodes q whole planes with patches applied: out is q * plane_words words.
+void decode_planes(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int q,
+                   const std::vector<const int64_t*>& patches, const std::vector<int64_t>& patch_counts,
+                   uint64_t* out);
+
+// The stored word window of slice t: x_t | x_{t-1} << n_in | ..., zero before the chain start.
+inline uint64_t slice_window(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code,
+                             int64_t t);
+
+// Walks the windows of consecutive slices, shifting in one stored word per slice.
+class WindowCursor {
+public:
+    WindowCursor(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int64_t t);
+    uint64_t window() const { return window_; }
+    void advance();
+
+private:
+    const uint64_t* code_;
+    int n_in_, depth_;
+    int64_t t_, chain_, next_chain_;
+    uint64_t window_, mask_;
+};
+
+}  // namespace sc
+
+#include "bitops.h"
+
+namespace sc {
+inline uint64_t slice_window(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code,
+                             int64_t t) {
+    uint64_t win = read_bits(code, t * net.n_in, net.n_in);
+    if (net.depth > 1) {
+        const int64_t chain_start = (t / geo.chain) * geo.chain;
+        for (int lag = 1; lag < net.depth && t - lag >= chain_start; ++lag)
+            win |= read_bits(code, (t - lag) * net.n_in, net.n_in) << (net.n_in * lag);
+    }
+    return win;
+}
+
+inline WindowCursor::WindowCursor(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code,
+                                  int64_t t)
+    : code_(code),
+      n_in_(net.n_in),
+      depth_(net.depth),
+      t_(t),
+      chain_(geo.chain),
+      next_chain_((t / geo.chain + 1) * geo.chain),
+      window_(slice_window(net, geo, code, t)),
+      mask_(low_mask(net.n_in * net.depth)) {}
+
+inline void WindowCursor::advance() {
+    ++t_;
+    const uint64_t x = read_bits(code_, t_ * n_in_, n_in_);
+    if (depth_ == 1) {
+        window_ = x;
+        return;
+    }
+    if (t_ == next_chain_) {
+        window_ = 0;  // the shift register restarts at every chain
+        next_chain_ += chain_;
+    }
+    window_ = ((window_ << n_in_) | x) & mask_;  // n_in * depth <= 20 here, so the shift is defined
+}
+}  // namespace sc

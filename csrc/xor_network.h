@@ -1,0 +1,50 @@
+// The seeded XOR network M (n_out x window bits) shared by every slice of every bit-plane.
+//
+// Slice t of a plane decodes as y_t = M * w_t over GF(2), where the window w_t is the
+// concatenation x_t | x_{t-1} << n_in | ... | x_{t-depth+1} << n_in*(depth-1) of the stored n_in-bit
+// words (depth = 1 is the CVPR 2020 scheme, depth >= 2 the shift-register scheme of ICLR 2022).
+// Words before the start of a chain are zero.
+//
+// The generator is part of the stream format (format version 1) and must never change: row r of
+// M is the r-th nonzero value of splitmix64(seed) masked to the window width.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace sc {
+
+// Limits of the supported parameter space (checked again on the Python side with clear messages).
+constexpr int kMaxWindowBits = 64;      // n_in * depth for depth 1
+constexpr int kMaxTrellisWindow = 20;   // n_in * depth for depth >= 2 (DP cost 2^window per slice)
+constexpr int kMaxTrellisStateBits = 12;  // n_in * (depth - 1): DP states per slice
+constexpr int kMaxDepth = 4;
+constexpr int kMaxNOut = 8192;
+
+struct XorNetwork {
+    int n_in = 0;
+    int n_out = 0;
+    int depth = 0;
+    uint64_t seed = 0;
+    int window = 0;      // n_in * depth
+    int out_words = 0;   // ceil(n_out / 64)
+    std::vector<uint64_t> rows;  // n_out rows, window bits each
+
+    // Byte-indexed decode tables: table b, entry v holds the XOR of the columns 8b..8b+7 selected by
+    // v, as out_words words. y(window) = XOR_b table(b)[(window >> 8b) & 255].
+    int table_count = 0;
+    std::vector<uint64_t> tables;
+    const uint64_t* table(int b, unsigned v) const {
+        return tables.data() + (size_t(b) * 256 + v) * out_words;
+    }
+
+    XorNetwork(int n_in, int n_out, int depth, uint64_t seed);
+    // Writes the n_out decoded bits of one window into y (out_words words).
+    void decode_window(uint64_t window, uint64_t* y) const;
+};
+
+// Throws std::invalid_argument naming the parameter when (n_in, n_out, depth) is unsupported.
+void check_network_params(int n_in, int n_out, int depth);
+
+}  // namespace sc

@@ -1,0 +1,42 @@
+"""sparsecodec: pruned, quantised neural-network weights in compact, fixed-rate decodable formats.
+
+Numpy-level API (importing it never imports torch)::
+
+    import sparsecodec as sc
+    enc = sc.encode(w, sparsity=0.9, bits=2)      # -> sc.EncodedWeight
+    w_hat = sc.decode(enc)                         # float32, mask applied
+    enc.stats["total_bpw"]
+    enc2 = sc.EncodedWeight.from_bytes(enc.to_bytes())
+"""
+
+from __future__ import annotations
+
+from .bcq import BCQResult, bcq_dequantize, bcq_quantize, quantization_error
+from .info import __version__, build_info, get_num_threads, set_num_threads, set_simd_level
+from .masks import BitmapMask, MaskFormat
+from .pruning import magnitude_mask
+from .stream import FORMAT_VERSION, StreamError, peek_header
+from .xor_codec import EncodedWeight, decode, default_n_in, default_n_out, encode
+
+__all__ = [
+    "BCQResult",
+    "BitmapMask",
+    "EncodedWeight",
+    "FORMAT_VERSION",
+    "MaskFormat",
+    "StreamError",
+    "__version__",
+    "bcq_dequantize",
+    "bcq_quantize",
+    "build_info",
+    "decode",
+    "default_n_in",
+    "default_n_out",
+    "encode",
+    "get_num_threads",
+    "magnitude_mask",
+    "peek_header",
+    "quantization_error",
+    "set_num_threads",
+    "set_simd_level",
+]

@@ -1,0 +1,125 @@
+"""Keep-mask storage formats behind one small interface.
+
+An encoded weight stores its keep-mask (True = kept) in one of these formats. Each format can
+produce the packed bit array the kernels use, says how many bits it stores, and serialises to a JSON
+parameter dict plus one binary payload section of the stream.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+
+from .bitpack import bytes_to_words, count_bits, pack_bits, unpack_bits, words_to_bytes
+from .stream import StreamError
+
+
+class MaskFormat(ABC):
+    """A keep-mask of shape (rows, cols) in some stored representation."""
+
+    format_id: ClassVar[str]
+
+    def __init__(self, shape: tuple[int, int]):
+        self.shape = (int(shape[0]), int(shape[1]))
+        self._bits: np.ndarray | None = None
+        self._kept: int | None = None
+
+    @property
+    def size(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+    def bits(self) -> np.ndarray:
+        """The flattened mask as packed uint64 words (computed once)."""
+        if self._bits is None:
+            self._bits = self._decode_bits()
+        return self._bits
+
+    @property
+    def kept(self) -> int:
+        """Number of kept weights."""
+        if self._kept is None:
+            self._kept = count_bits(self.bits())
+        return self._kept
+
+    @property
+    def sparsity(self) -> float:
+        """Share of pruned weights."""
+        return 1.0 - self.kept / self.size
+
+    def to_dense(self) -> np.ndarray:
+        """The mask as a boolean array of its shape."""
+        return unpack_bits(self.bits(), self.size).reshape(self.shape)
+
+    @abstractmethod
+    def stored_bits(self) -> int:
+        """Bits this format stores for the mask (its index cost)."""
+
+    @abstractmethod
+    def params(self) -> dict[str, Any]:
+        """JSON-serialisable parameters written into the stream header (besides the format id)."""
+
+    @abstractmethod
+    def payload(self) -> bytes:
+        """The binary section stored in the stream."""
+
+    @abstractmethod
+    def _decode_bits(self) -> np.ndarray:
+        """Produce the packed keep bits from the stored representation."""
+
+    @classmethod
+    @abstractmethod
+    def from_stream(cls, shape: tuple[int, int], params: dict[str, Any], payload: bytes) -> MaskFormat:
+        """Rebuild from a stream, raising StreamError when params or payload do not fit the shape."""
+
+
+class BitmapMask(MaskFormat):
+    """One bit per weight: the simplest index, m*n bits."""
+
+    format_id = "bitmap"
+
+    def __init__(self, shape: tuple[int, int], words: np.ndarray):
+        super().__init__(shape)
+        self._bits = words
+
+    @classmethod
+    def from_dense(cls, mask: np.ndarray) -> BitmapMask:
+        mask = np.asarray(mask, dtype=bool)
+        return cls(mask.shape, pack_bits(mask))
+
+    def stored_bits(self) -> int:
+        return self.size
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def payload(self) -> bytes:
+        return words_to_bytes(self.bits(), self.size)
+
+    def _decode_bits(self) -> np.ndarray:  # pragma: no cover - bits are always present
+        raise AssertionError("bitmap masks always hold their bits")
+
+    @classmethod
+    def from_stream(cls, shape: tuple[int, int], params: dict[str, Any], payload: bytes) -> BitmapMask:
+        if params:
+            raise StreamError(f"bitmap mask takes no parameters, got {sorted(params)}")
+        try:
+            words = bytes_to_words(payload, shape[0] * shape[1])
+        except ValueError as exc:
+            raise StreamError(f"bitmap mask section is damaged: {exc}") from None
+        return cls(shape, words)
+
+
+MASK_FORMATS: dict[str, type[MaskFormat]] = {BitmapMask.format_id: BitmapMask}
+
+
+def mask_from_stream(shape: tuple[int, int], spec: Any, payload: bytes) -> MaskFormat:
+    """Rebuild the mask described by a stream header entry ``{"format": id, ...params}``."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("format"), str):
+        raise StreamError("stream header 'mask' must be an object with a 'format' name")
+    fmt = MASK_FORMATS.get(spec["format"])
+    if fmt is None:
+        raise StreamError(f"stream uses unknown mask format {spec['format']!r}")
+    params = {k: v for k, v in spec.items() if k != "format"}
+    return fmt.from_stream(shape, params, payload)

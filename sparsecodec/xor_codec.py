@@ -1,0 +1,443 @@
+"""The sparse-quantised weight format: BCQ bit-planes, each encoded with a seeded XOR network.
+
+``encode`` prunes (or takes a keep-mask), quantises the kept weights with binary-coding
+quantisation, and encodes every bit-plane so that each slice of ``n_out`` weights costs exactly
+``n_in`` stored bits; pruned positions are don't-care, and the rare care bits no code word can
+reproduce are stored as patches. ``decode`` reproduces the dequantised, masked weights bit for bit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import _native
+from .bcq import BCQ_METHODS, MAX_BITS, SCALE_DTYPES, bcq_dequantize, bcq_quantize, groups_for, quantization_error
+from .bitpack import bytes_to_words, pack_bits, unpack_bits, words_to_bytes
+from .masks import MASK_FORMATS, BitmapMask, MaskFormat, mask_from_stream
+from .pruning import magnitude_mask
+from .stream import StreamError, read_stream, write_stream
+from .validation import as_choice, as_fraction, as_int, as_keep_mask, as_weight_matrix
+
+METHOD = "xor-bcq"
+
+#: Default stored bits per slice for each shift-register depth.
+DEFAULT_N_IN = {1: 64, 2: 8, 3: 6, 4: 4}
+DEFAULT_DEPTH = 2
+DEFAULT_CHAIN = 1024
+DEFAULT_SEED = 0
+MAX_N_OUT = 8192
+MAX_DEPTH = 4
+# n_out = factor * n_in / (1 - S) maximised measured efficiency on i.i.d. masks at S = 0.5 .. 0.95
+# (bench/README.md): larger slices overload more of them, which the cheap patches absorb.
+_N_OUT_FACTOR = {1: 1.10}
+_N_OUT_FACTOR_DEEP = 1.25
+
+
+def default_n_in(depth: int) -> int:
+    """The default stored bits per slice for ``depth``."""
+    return DEFAULT_N_IN[depth]
+
+
+def default_n_out(n_in: int, depth: int, sparsity: float) -> int:
+    """The slice length that maximises encoding efficiency at this sparsity (measured)."""
+    density = 1.0 - sparsity
+    if density >= 0.95:
+        return n_in  # nearly dense: one stored bit per weight, the XOR network only fixes ranks
+    factor = _N_OUT_FACTOR.get(depth, _N_OUT_FACTOR_DEEP)
+    return int(min(MAX_N_OUT, max(n_in, round(factor * n_in / max(density, 1e-12)))))
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """How the kept weights were quantised."""
+
+    bits: int
+    method: str
+    group_size: int
+    scale_dtype: str
+
+
+@dataclass(frozen=True)
+class XorSpec:
+    """The XOR network and slicing of the bit-planes."""
+
+    n_in: int
+    n_out: int
+    depth: int
+    seed: int
+    chain: int
+
+
+@dataclass(eq=False)
+class EncodedWeight:
+    """A compressed 2-D weight matrix: scales, keep-mask, XOR-coded bit-planes and patches.
+
+    Build one with :func:`encode` or :meth:`from_bytes`; turn it back into weights with
+    :func:`decode`. ``stats`` reports the cost in bits per weight.
+    """
+
+    shape: tuple[int, int]
+    source_dtype: str
+    quant: QuantSpec
+    xor: XorSpec
+    scales: np.ndarray  # float32 (rows, groups, bits)
+    mask: MaskFormat
+    code: np.ndarray  # uint64 (bits, code words): slice t's word at bit t * n_in
+    patches: tuple[np.ndarray, ...]  # per plane: ascending int64 flat positions decoded flipped
+    quant_error: dict[str, float] | None = None
+    _stats: dict[str, Any] | None = field(default=None, repr=False)
+
+    bits = property(lambda self: self.quant.bits, doc="BCQ bit-planes q.")
+    quant_method = property(lambda self: self.quant.method)
+    group_size = property(lambda self: self.quant.group_size)
+    scale_dtype = property(lambda self: self.quant.scale_dtype)
+    n_in = property(lambda self: self.xor.n_in, doc="Stored bits per slice.")
+    n_out = property(lambda self: self.xor.n_out, doc="Weights per slice.")
+    depth = property(lambda self: self.xor.depth, doc="Shift-register depth N_s.")
+    seed = property(lambda self: self.xor.seed)
+    chain = property(lambda self: self.xor.chain)
+
+    # ----------------------------------------------------------------------------------------
+    @property
+    def size(self) -> int:
+        return self.shape[0] * self.shape[1]
+
+    @property
+    def n_slices(self) -> int:
+        return -(-self.size // self.n_out)
+
+    @property
+    def sparsity(self) -> float:
+        return self.mask.sparsity
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Cost and quality figures (bits per weight are per weight of the full matrix).
+
+        ``values_bpw`` (XOR-coded planes), ``patch_bpw``, ``mask_bpw``, ``scale_bpw``, ``total_bpw``,
+        ``efficiency`` = bits (1 - S) m n / (value + patch bits), ``efficiency_mr`` (memory reduction
+        over S, for comparison with papers that use it), ``bound_bpw`` = bits (1 - S), ``patches``,
+        ``sparsity``, and the quantisation error of the kept weights when known.
+        """
+        if self._stats is None:
+            self._stats = self._compute_stats()
+        return dict(self._stats)
+
+    def _compute_stats(self) -> dict[str, Any]:
+        n = self.size
+        kept = self.mask.kept
+        value_bits = self.bits * self.n_slices * self.n_in
+        patch_bits = sum(_rice_plan(self._patch_gaps(i))[1] for i in range(self.bits))
+        scale_bits = self.scales.size * np.dtype(SCALE_DTYPES[self.scale_dtype]).itemsize * 8
+        mask_bits = self.mask.stored_bits()
+        coded = value_bits + patch_bits
+        sparsity = 1.0 - kept / n
+        stats: dict[str, Any] = {
+            "values_bpw": value_bits / n,
+            "patch_bpw": patch_bits / n,
+            "mask_bpw": mask_bits / n,
+            "scale_bpw": scale_bits / n,
+            "total_bpw": (coded + mask_bits + scale_bits) / n,
+            "bound_bpw": self.bits * (1.0 - sparsity),
+            "efficiency": self.bits * kept / coded,
+            "efficiency_mr": (1.0 - coded / (self.bits * n)) / sparsity if sparsity > 0 else float("nan"),
+            "patches": int(sum(len(p) for p in self.patches)),
+            "patches_per_plane": [int(len(p)) for p in self.patches],
+            "sparsity": sparsity,
+            "kept": kept,
+            "bits": self.bits,
+            "n_in": self.n_in,
+            "n_out": self.n_out,
+            "depth": self.depth,
+            "mask_format": self.mask.format_id,
+        }
+        if self.quant_error is not None:
+            stats["quant_rmse"] = self.quant_error["rmse"]
+            stats["quant_relative_error"] = self.quant_error["relative"]
+        return stats
+
+    def __repr__(self) -> str:
+        s = self.stats
+        return (
+            f"EncodedWeight(shape={self.shape}, bits={self.bits}, sparsity={s['sparsity']:.3f}, "
+            f"n_in={self.n_in}, n_out={self.n_out}, depth={self.depth}, "
+            f"total_bpw={s['total_bpw']:.4f}, efficiency={s['efficiency']:.3f})"
+        )
+
+    # ----------------------------------------------------------------------------------------
+    def decode_planes(self) -> np.ndarray:
+        """The decoded sign planes as bool (bits, rows, cols), patches applied (pruned positions hold
+        whatever the XOR network produces there)."""
+        words = _native.core().decode_planes(
+            self.code, list(self.patches), self.size, self.n_in, self.n_out, self.depth, self.seed, self.chain
+        )
+        return np.stack([unpack_bits(w, self.size).reshape(self.shape) for w in words])
+
+    def _patch_gaps(self, plane: int) -> np.ndarray:
+        """Gaps between the care-bit indices of one plane's patches (what the stream Rice-codes)."""
+        positions = self.patches[plane]
+        if len(positions) == 0:
+            return np.zeros(0, dtype=np.uint64)
+        care_index = _native.core().care_rank(self.mask.bits(), self.size, positions)
+        return (np.diff(care_index, prepend=-1) - 1).astype(np.uint64)
+
+    # ----------------------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """Serialise to a self-describing stream (see :mod:`sparsecodec.stream`)."""
+        rice_k, sections = [], []
+        for i in range(self.bits):
+            gaps = self._patch_gaps(i)
+            k, _ = _rice_plan(gaps)
+            rice_k.append(k)
+            sections.append((f"PAT{i}", _native.core().rice_encode(gaps, k)))
+        header: dict[str, Any] = {
+            "shape": list(self.shape),
+            "dtype": self.source_dtype,
+            "bits": self.bits,
+            "quant": {"method": self.quant_method, "group_size": self.group_size, "scale_dtype": self.scale_dtype},
+            "xor": dataclasses.asdict(self.xor),
+            "mask": {"format": self.mask.format_id, **self.mask.params()},
+            "patches": {"coding": "rice-care-gaps", "counts": [int(len(p)) for p in self.patches], "rice_k": rice_k},
+        }
+        if self.quant_error is not None:
+            header["info"] = {"quant_rmse": self.quant_error["rmse"], "quant_relative_error": self.quant_error["relative"]}
+        scale_np = SCALE_DTYPES[self.scale_dtype]
+        code_bits = self.n_slices * self.n_in
+        head_sections = [
+            ("SCAL", self.scales.astype(np.dtype(scale_np).newbyteorder("<")).tobytes()),
+            ("MASK", self.mask.payload()),
+            ("CODE", b"".join(words_to_bytes(plane, code_bits) for plane in self.code)),
+        ]
+        return write_stream(METHOD, header, head_sections + sections)
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview) -> EncodedWeight:
+        """Rebuild from :meth:`to_bytes` output. Damaged, truncated, foreign or too-new streams raise
+        :class:`~sparsecodec.stream.StreamError` (a ValueError) naming the problem."""
+        stream = read_stream(data)
+        if stream.method != METHOD:
+            raise StreamError(f"stream holds method {stream.method!r}, not an encoded weight ({METHOD!r})")
+        return _parse_xor_bcq(stream.header, stream.sections)
+
+
+# -------------------------------------------------------------------------------------------------
+def encode(
+    weights: Any,
+    mask: Any = None,
+    sparsity: float | None = None,
+    bits: int = 2,
+    *,
+    group_size: int | None = None,
+    method: str = "greedy",
+    iterations: int = 8,
+    scale_dtype: str = "float32",
+    n_in: int | None = None,
+    n_out: int | None = None,
+    depth: int = DEFAULT_DEPTH,
+    seed: int = DEFAULT_SEED,
+    chain: int = DEFAULT_CHAIN,
+    mask_format: str = "bitmap",
+) -> EncodedWeight:
+    """Prune, quantise and XOR-encode a 2-D float weight matrix.
+
+    Args:
+        weights: 2-D float array (rows = output features, cols = input features).
+        mask: boolean keep-mask (True = kept) of the same shape. With neither ``mask`` nor
+            ``sparsity``, exact zeros of ``weights`` are taken as pruned.
+        sparsity: prune this share of weights by magnitude (instead of giving a mask).
+        bits: BCQ bit-planes q, 1..8.
+        group_size: columns per scale group; None = one set of scales per row.
+        method: BCQ fitting, ``"greedy"`` or ``"alternating"``.
+        iterations: alternating-refinement rounds.
+        scale_dtype: ``"float32"`` or ``"float16"`` scales.
+        n_in, n_out: stored bits per slice and slice length; defaults maximise efficiency for the
+            mask's sparsity (:func:`default_n_in`, :func:`default_n_out`).
+        depth: shift-register depth N_s (1 = one word per slice; >= 2 = each slice also reads the
+            previous depth-1 words, encoded by dynamic programming).
+        seed: seed of the XOR network.
+        chain: slices per shift-register chain (a multiple of 64; depth >= 2 only).
+        mask_format: how the keep-mask is stored (``"bitmap"``).
+    """
+    w, source_dtype = as_weight_matrix(weights)
+    rows, cols = w.shape
+    q = as_int(bits, "bits", 1, MAX_BITS)
+    depth = as_int(depth, "depth", 1, MAX_DEPTH)
+    seed = as_int(seed, "seed", 0, 2**64 - 1)
+    chain = as_int(chain, "chain", 64, 1 << 40)
+    if chain % 64:
+        raise ValueError(f"chain must be a multiple of 64, got {chain}")
+    iterations = as_int(iterations, "iterations", 0, 10_000)
+    as_choice(method, "method", BCQ_METHODS)
+    as_choice(scale_dtype, "scale_dtype", tuple(SCALE_DTYPES))
+    as_choice(mask_format, "mask_format", tuple(MASK_FORMATS))
+    gs = cols if group_size is None else min(as_int(group_size, "group_size", 1, 1 << 40), cols)
+
+    if mask is not None and sparsity is not None:
+        raise ValueError("give either mask or sparsity, not both")
+    if mask is not None:
+        keep = as_keep_mask(mask, w.shape)
+    elif sparsity is not None:
+        keep = magnitude_mask(w, as_fraction(sparsity, "sparsity"))
+    else:
+        keep = w != 0
+    mask_obj = BitmapMask.from_dense(keep)
+
+    n_in = default_n_in(depth) if n_in is None else as_int(n_in, "n_in", 1, 64)
+    n_out = default_n_out(n_in, depth, mask_obj.sparsity) if n_out is None else as_int(n_out, "n_out", 1, MAX_N_OUT)
+    core = _native.core()
+    core.check_network(n_in, n_out, depth)
+
+    quant = bcq_quantize(w, keep, q, group_size=gs, method=method, iterations=iterations, scale_dtype=scale_dtype)
+    approx = bcq_dequantize(quant.scales, quant.planes, keep, gs)
+    targets = np.stack([pack_bits(p) for p in quant.planes])
+    code, patches = core.encode_planes(targets, mask_obj.bits(), rows * cols, n_in, n_out, depth, seed, chain)
+    specs = (QuantSpec(q, method, gs, scale_dtype), XorSpec(n_in, n_out, depth, seed, chain))
+    return EncodedWeight((rows, cols), source_dtype, *specs, quant.scales, mask_obj, code, tuple(patches),
+                         quantization_error(w, approx, keep))
+
+
+def decode(enc: EncodedWeight, out: np.ndarray | None = None) -> np.ndarray:
+    """Dense float32 weights: the BCQ-dequantised values at kept positions, +0.0 elsewhere.
+
+    ``out``, if given, must be a writeable C-contiguous float32 array of ``enc.shape``; it is filled
+    and returned (saves the allocation when decoding repeatedly).
+    """
+    if not isinstance(enc, EncodedWeight):
+        raise TypeError(f"decode expects an EncodedWeight, got {type(enc).__name__}")
+    if out is not None:
+        if not isinstance(out, np.ndarray) or out.dtype != np.float32 or out.shape != enc.shape:
+            raise ValueError(f"out must be a float32 numpy array of shape {enc.shape}")
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError("out must be C-contiguous and writeable")
+    rows, cols = enc.shape
+    return _native.core().decode_dense(
+        enc.code, list(enc.patches), enc.mask.bits(), rows, cols, enc.scales, enc.group_size,
+        enc.n_in, enc.n_out, enc.depth, enc.seed, enc.chain, out,
+    )
+
+
+# -------------------------------------------------------------------------------------------------
+def _rice_plan(gaps: np.ndarray) -> tuple[int, int]:
+    """The Rice parameter with the fewest bits for these gaps, and that bit count."""
+    if len(gaps) == 0:
+        return 0, 0
+    g = gaps.astype(np.uint64)
+    best_k, best_bits = 0, None
+    for k in range(0, 63):
+        total = int((g >> np.uint64(k)).sum()) + len(g) * (k + 1)
+        if best_bits is None or total < best_bits:
+            best_k, best_bits = k, total
+        if (int(g.max()) >> k) == 0:
+            break  # larger k only adds remainder bits
+    return best_k, int(best_bits)
+
+
+def _field(obj: Any, path: str, kind: type | tuple[type, ...]) -> Any:
+    """obj[key] for a dotted path inside the stream header, type-checked."""
+    cur = obj
+    for key in path.split("."):
+        if not isinstance(cur, dict) or key not in cur:
+            raise StreamError(f"stream header lacks field {path!r}")
+        cur = cur[key]
+    if isinstance(cur, bool) or not isinstance(cur, kind):
+        raise StreamError(f"stream header field {path!r} has the wrong type")
+    return cur
+
+
+def _int_field(header: dict, path: str, low: int, high: int) -> int:
+    v = _field(header, path, int)
+    if not low <= v <= high:
+        raise StreamError(f"stream header field {path!r} = {v} is outside [{low}, {high}]")
+    return v
+
+
+def _parse_xor_bcq(header: dict[str, Any], sections: dict[str, bytes]) -> EncodedWeight:
+    shape = _field(header, "shape", list)
+    if len(shape) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in shape):
+        raise StreamError("stream header 'shape' must be two positive integers")
+    rows, cols = shape
+    if rows * cols > 1 << 40:
+        raise StreamError(f"stream header shape {shape} is implausibly large")
+    source_dtype = _field(header, "dtype", str)
+    q = _int_field(header, "bits", 1, MAX_BITS)
+    quant_method = _field(header, "quant.method", str)
+    if quant_method not in BCQ_METHODS:
+        raise StreamError(f"stream uses unknown quantisation method {quant_method!r}")
+    group_size = _int_field(header, "quant.group_size", 1, cols)
+    scale_dtype = _field(header, "quant.scale_dtype", str)
+    if scale_dtype not in SCALE_DTYPES:
+        raise StreamError(f"stream uses unknown scale dtype {scale_dtype!r}")
+    n_in = _int_field(header, "xor.n_in", 1, 64)
+    n_out = _int_field(header, "xor.n_out", 1, MAX_N_OUT)
+    depth = _int_field(header, "xor.depth", 1, MAX_DEPTH)
+    seed = _int_field(header, "xor.seed", 0, 2**64 - 1)
+    chain = _int_field(header, "xor.chain", 64, 1 << 40)
+    if chain % 64:
+        raise StreamError("stream header 'xor.chain' must be a multiple of 64")
+    try:
+        _native.core().check_network(n_in, n_out, depth)
+    except ValueError as exc:
+        raise StreamError(f"stream has unsupported XOR parameters: {exc}") from None
+    if _field(header, "patches.coding", str) != "rice-care-gaps":
+        raise StreamError("stream uses an unknown patch coding")
+    counts = _field(header, "patches.counts", list)
+    rice_k = _field(header, "patches.rice_k", list)
+    if len(counts) != q or len(rice_k) != q:
+        raise StreamError("stream patch tables do not have one entry per plane")
+
+    expected = {"SCAL", "MASK", "CODE"} | {f"PAT{i}" for i in range(q)}
+    if set(sections) != expected:
+        raise StreamError(f"stream sections {sorted(sections)} do not match {sorted(expected)}")
+
+    groups = groups_for(cols, group_size)
+    scale_np = np.dtype(SCALE_DTYPES[scale_dtype]).newbyteorder("<")
+    raw = sections["SCAL"]
+    if len(raw) != rows * groups * q * scale_np.itemsize:
+        raise StreamError("scale section has the wrong size")
+    scales = np.frombuffer(raw, dtype=scale_np).astype(np.float32).reshape(rows, groups, q)
+    if not np.isfinite(scales).all():
+        raise StreamError("scale section holds non-finite values")
+
+    mask = mask_from_stream((rows, cols), header.get("mask"), sections["MASK"])
+    n_slices = -(-(rows * cols) // n_out)
+    code_bits = n_slices * n_in
+    plane_bytes = (code_bits + 7) // 8
+    raw = sections["CODE"]
+    if len(raw) != q * plane_bytes:
+        raise StreamError("code section has the wrong size")
+    try:
+        code = np.stack([bytes_to_words(raw[i * plane_bytes : (i + 1) * plane_bytes], code_bits) for i in range(q)])
+    except ValueError as exc:
+        raise StreamError(f"code section is damaged: {exc}") from None
+
+    kept = mask.kept
+    patches = []
+    core = _native.core()
+    for i in range(q):
+        count, k = counts[i], rice_k[i]
+        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= kept:
+            raise StreamError(f"patch count of plane {i} is invalid")
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= 62:
+            raise StreamError(f"Rice parameter of plane {i} is invalid")
+        try:
+            gaps = core.rice_decode(sections[f"PAT{i}"], count, k, max(kept - 1, 0))
+            care_index = np.cumsum(gaps.astype(np.int64) + 1) - 1
+            if count and care_index[-1] >= kept:
+                raise ValueError("patch indices run past the kept weights")
+            patches.append(core.care_select(mask.bits(), rows * cols, care_index.astype(np.int64)))
+        except ValueError as exc:
+            raise StreamError(f"patch section of plane {i} is damaged: {exc}") from None
+
+    info = header.get("info")
+    quant_error = None
+    if isinstance(info, dict):
+        rmse, rel = info.get("quant_rmse"), info.get("quant_relative_error")
+        if isinstance(rmse, (int, float)) and isinstance(rel, (int, float)) and math.isfinite(rmse) and math.isfinite(rel):
+            quant_error = {"rmse": float(rmse), "relative": float(rel)}
+    specs = (QuantSpec(q, quant_method, group_size, scale_dtype), XorSpec(n_in, n_out, depth, seed, chain))
+    return EncodedWeight((rows, cols), source_dtype, *specs, scales, mask, code, tuple(patches), quant_error)

@@ -1,0 +1,46 @@
+"""Shared helpers for the test suite."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import sparsecodec as sc
+
+
+def reference_decode(w: np.ndarray, mask: np.ndarray, bits: int, **bcq_kwargs) -> np.ndarray:
+    """What decode(encode(...)) must equal: the BCQ-dequantised weights times the mask, computed with
+    the pure-numpy reference path only."""
+    q = sc.bcq_quantize(w, mask, bits, **bcq_kwargs)
+    return sc.bcq_dequantize(q.scales, q.planes, mask, q.group_size)
+
+
+def assert_bit_equal(a: np.ndarray, b: np.ndarray) -> None:
+    assert a.dtype == np.float32 and b.dtype == np.float32
+    assert a.shape == b.shape
+    mismatch = a.view(np.uint32) != b.view(np.uint32)
+    assert not mismatch.any(), f"{int(mismatch.sum())} entries differ, first at {np.argwhere(mismatch)[0]}"
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(params=["scalar", "avx2"])
+def simd_level(request):
+    """Run a test once per SIMD level the CPU has; restores the best level afterwards."""
+    detected = sc.build_info()["simd_detected"]
+    if request.param == "avx2" and detected != "avx2":
+        pytest.skip("CPU without AVX2")
+    sc.set_simd_level(request.param)
+    yield request.param
+    sc.set_simd_level(detected)
+
+
+@pytest.fixture(params=[1, 2])
+def threads(request):
+    before = sc.get_num_threads()
+    sc.set_num_threads(request.param)
+    yield request.param
+    sc.set_num_threads(before)
