@@ -37,11 +37,19 @@ def efficiency_rows(rows: int, cols: int, sparsities=(0.7, 0.8, 0.9, 0.95), seed
         for depth in (1, 2):
             enc = sc.encode(w, mask=mask, bits=1, depth=depth)
             st = enc.stats
-            out.append({
-                "sparsity": s, "depth": depth, "n_in": enc.n_in, "n_out": enc.n_out,
-                "values_bpw": st["values_bpw"], "patch_bpw": st["patch_bpw"], "bound_bpw": st["bound_bpw"],
-                "efficiency": st["efficiency"], "efficiency_mr": st["efficiency_mr"],
-            })
+            out.append(
+                {
+                    "sparsity": s,
+                    "depth": depth,
+                    "n_in": enc.n_in,
+                    "n_out": enc.n_out,
+                    "values_bpw": st["values_bpw"],
+                    "patch_bpw": st["patch_bpw"],
+                    "bound_bpw": st["bound_bpw"],
+                    "efficiency": st["efficiency"],
+                    "efficiency_mr": st["efficiency_mr"],
+                }
+            )
             print(f"  S={s} depth={depth}: E={st['efficiency']:.3f}", flush=True)
     return out
 
@@ -65,8 +73,16 @@ def efficiency_table(rows: list[dict], shape: tuple[int, int]) -> str:
 def run_throughput() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = pathlib.Path(tmp) / "bench.json"
-        cmd = [sys.executable, "-m", "pytest", str(HERE / "test_xor_throughput.py"), "-q", "-p", "no:cacheprovider",
-               f"--benchmark-json={out}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(HERE / "test_xor_throughput.py"),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--benchmark-json={out}",
+        ]
         subprocess.run(cmd, check=True, cwd=HERE.parent)
         return json.loads(out.read_text())
 
@@ -88,20 +104,33 @@ def throughput_table(data: dict) -> str:
     ]
     for depth, target in ((1, 5e6), (2, 1e6)):
         med, best = rate(f"test_encode_planes_one_thread[{depth}]", "plane-weights")
-        lines.append(f"| encode XOR planes | 1 | {depth} | {med / 1e6:.1f} ({best / 1e6:.1f}) M weights/s per plane | "
-                     f"- | >= {target / 1e6:.0f} M: {'met' if med >= target else 'MISSED'} |")
+        lines.append(
+            f"| encode XOR planes | 1 | {depth} | {med / 1e6:.1f} ({best / 1e6:.1f}) M weights/s per plane | "
+            f"- | >= {target / 1e6:.0f} M: {'met' if med >= target else 'MISSED'} |"
+        )
     for depth in (1, 2):
         med, best = rate(f"test_encode_full_two_threads[{depth}]", "plane-weights")
-        lines.append(f"| encode, whole (prune + BCQ + XOR) | 2 | {depth} | {med / 1e6:.1f} ({best / 1e6:.1f}) M weights/s per plane | - | - |")
-    for label, test, yard in (("decode to float32, new output", "test_decode_dense_two_threads", "test_numpy_copy_yardstick"),
-                              ("decode to float32, reused output", "test_decode_dense_into_buffer_two_threads", "test_numpy_copyto_yardstick")):
+        rate_text = f"{med / 1e6:.1f} ({best / 1e6:.1f}) M weights/s per plane"
+        lines.append(f"| encode, whole (prune + BCQ + XOR) | 2 | {depth} | {rate_text} | - | - |")
+    for label, test, yard in (
+        ("decode to float32, new output", "test_decode_dense_two_threads", "test_numpy_copy_yardstick"),
+        (
+            "decode to float32, reused output",
+            "test_decode_dense_into_buffer_two_threads",
+            "test_numpy_copyto_yardstick",
+        ),
+    ):
         ymed, ybest = rate(yard)
         for depth in (1, 2):
             med, best = rate(f"{test}[{depth}]")
-            lines.append(f"| {label} | 2 | {depth} | {med / 1e9:.2f} ({best / 1e9:.2f}) G weights/s | "
-                         f"{med / ymed:.2f}x | >= 1 G: {'met' if med >= 1e9 else 'MISSED'} |")
-        lines.append(f"| yardstick: numpy {'copy' if 'new' in label else 'copyto'} of the dense layer | 1 | - | "
-                     f"{ymed / 1e9:.2f} ({ybest / 1e9:.2f}) G weights/s | 1.00x | - |")
+            lines.append(
+                f"| {label} | 2 | {depth} | {med / 1e9:.2f} ({best / 1e9:.2f}) G weights/s | "
+                f"{med / ymed:.2f}x | >= 1 G: {'met' if med >= 1e9 else 'MISSED'} |"
+            )
+        lines.append(
+            f"| yardstick: numpy {'copy' if 'new' in label else 'copyto'} of the dense layer | 1 | - | "
+            f"{ymed / 1e9:.2f} ({ybest / 1e9:.2f}) G weights/s | 1.00x | - |"
+        )
     return "\n".join(lines)
 
 
@@ -120,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     info = sc.build_info()
-    machine = f"{platform.processor() or platform.machine()}, {info.get('threads')} threads, SIMD {info.get('simd_active')}"
+    machine = (
+        f"{platform.processor() or platform.machine()}, {info.get('threads')} threads, SIMD {info.get('simd_active')}"
+    )
     print("efficiency ...", flush=True)
     eff = efficiency_rows(args.size, args.size)
     text = README.read_text() if README.exists() else "# Benchmarks\n"
@@ -130,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         print("throughput ...", flush=True)
         data = run_throughput()
         text = replace_section(text, "xor-throughput", throughput_table(data) + f"\n\nMachine: {machine}.")
-        results["throughput"] = [{"name": b["name"], "stats": b["stats"], "extra_info": b["extra_info"]} for b in data["benchmarks"]]
+        results["throughput"] = [
+            {"name": b["name"], "stats": b["stats"], "extra_info": b["extra_info"]} for b in data["benchmarks"]
+        ]
     README.write_text(text)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "xor_format.json").write_text(json.dumps(results, indent=1, default=str))

@@ -26,8 +26,14 @@ def _best_of(fn, repeat: int = 5) -> float:
     return best
 
 
-def run_demo(rows: int = 4096, cols: int = 4096, seed: int = 0, sparsity: float = 0.9, bits: int = 2,
-             out_dir: str = "sparsecodec-demo") -> int:
+def run_demo(
+    rows: int = 4096,
+    cols: int = 4096,
+    seed: int = 0,
+    sparsity: float = 0.9,
+    bits: int = 2,
+    out_dir: str = "sparsecodec-demo",
+) -> int:
     info = build_info()
     print(f"sparsecodec {info['version']} | SIMD {info.get('simd_active')} | threads {info.get('threads')}")
     rng = np.random.default_rng(seed)
@@ -47,20 +53,28 @@ def run_demo(rows: int = 4096, cols: int = 4096, seed: int = 0, sparsity: float 
     kept = s["kept"]
     csr_bits = kept * (32 + 32) + (rows + 1) * 32  # float32 values + int32 columns + row pointers
     print(f"{'component':<22}{'bits/weight':>12}")
-    for key, label in [("values_bpw", "XOR-coded planes"), ("patch_bpw", "patches"), ("mask_bpw", "mask (bitmap)"),
-                       ("scale_bpw", "scales"), ("total_bpw", "total")]:
+    for key, label in [
+        ("values_bpw", "XOR-coded planes"),
+        ("patch_bpw", "patches"),
+        ("mask_bpw", "mask (bitmap)"),
+        ("scale_bpw", "scales"),
+        ("total_bpw", "total"),
+    ]:
         print(f"{label:<22}{s[key]:>12.4f}")
     print(f"{'entropy bound q(1-S)':<22}{s['bound_bpw']:>12.4f}")
     print(f"\nencoding efficiency E = {s['efficiency']:.3f} (1.0 = entropy limit), {s['patches']} patches")
     print(f"quantisation error of kept weights: relative {s['quant_relative_error']:.4f}")
-    print(f"size vs dense float32: {32 / s['total_bpw']:.1f}x smaller; vs CSR float32: {csr_bits / (s['total_bpw'] * w.size):.1f}x smaller")
+    vs_csr = csr_bits / (s["total_bpw"] * w.size)
+    print(f"size vs dense float32: {32 / s['total_bpw']:.1f}x smaller; vs CSR float32: {vs_csr:.1f}x smaller")
     print(f"decode reproduces the quantised weights bit for bit: {'yes' if exact else 'NO'}")
 
     t_decode = _best_of(lambda: decode(enc))
     t_copy = _best_of(lambda: w.copy())
     print(f"\nencode: {t_encode:.2f} s ({w.size * bits / t_encode / 1e6:.1f} M plane-weights/s, incl. pruning and BCQ)")
-    print(f"decode to dense float32: {w.size / t_decode / 1e9:.2f} G weights/s "
-          f"({t_copy / t_decode:.2f}x the speed of a numpy copy of the dense layer)")
+    print(
+        f"decode to dense float32: {w.size / t_decode / 1e9:.2f} G weights/s "
+        f"({t_copy / t_decode:.2f}x the speed of a numpy copy of the dense layer)"
+    )
 
     path = pathlib.Path(out_dir)
     path.mkdir(parents=True, exist_ok=True)

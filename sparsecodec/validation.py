@@ -33,10 +33,11 @@ def as_weight_matrix(weights: Any, name: str = "weights") -> tuple[np.ndarray, s
     if not finite.all():
         bad = np.argwhere(~finite)
         r, c = (int(v) for v in bad[0])
-        what = "NaN" if np.isnan(out[r, c]) else ("infinity" if np.isinf(arr[r, c]) else "a value outside float32 range")
+        what = (
+            "NaN" if np.isnan(out[r, c]) else ("infinity" if np.isinf(arr[r, c]) else "a value outside float32 range")
+        )
         raise ValueError(
-            f"{name} must be finite: {len(bad)} entries are NaN or infinite in float32 "
-            f"(first at [{r}, {c}]: {what})"
+            f"{name} must be finite: {len(bad)} entries are NaN or infinite in float32 (first at [{r}, {c}]: {what})"
         )
     return out, source_dtype
 

@@ -205,7 +205,10 @@ class EncodedWeight:
             "patches": {"coding": "rice-care-gaps", "counts": [int(len(p)) for p in self.patches], "rice_k": rice_k},
         }
         if self.quant_error is not None:
-            header["info"] = {"quant_rmse": self.quant_error["rmse"], "quant_relative_error": self.quant_error["relative"]}
+            header["info"] = {
+                "quant_rmse": self.quant_error["rmse"],
+                "quant_relative_error": self.quant_error["relative"],
+            }
         scale_np = SCALE_DTYPES[self.scale_dtype]
         code_bits = self.n_slices * self.n_in
         head_sections = [
@@ -297,8 +300,16 @@ def encode(
     targets = np.stack([pack_bits(p) for p in quant.planes])
     code, patches = core.encode_planes(targets, mask_obj.bits(), rows * cols, n_in, n_out, depth, seed, chain)
     specs = (QuantSpec(q, method, gs, scale_dtype), XorSpec(n_in, n_out, depth, seed, chain))
-    return EncodedWeight((rows, cols), source_dtype, *specs, quant.scales, mask_obj, code, tuple(patches),
-                         quantization_error(w, approx, keep))
+    return EncodedWeight(
+        (rows, cols),
+        source_dtype,
+        *specs,
+        quant.scales,
+        mask_obj,
+        code,
+        tuple(patches),
+        quantization_error(w, approx, keep),
+    )
 
 
 def decode(enc: EncodedWeight, out: np.ndarray | None = None) -> np.ndarray:
@@ -316,8 +327,19 @@ def decode(enc: EncodedWeight, out: np.ndarray | None = None) -> np.ndarray:
             raise ValueError("out must be C-contiguous and writeable")
     rows, cols = enc.shape
     return _native.core().decode_dense(
-        enc.code, list(enc.patches), enc.mask.bits(), rows, cols, enc.scales, enc.group_size,
-        enc.n_in, enc.n_out, enc.depth, enc.seed, enc.chain, out,
+        enc.code,
+        list(enc.patches),
+        enc.mask.bits(),
+        rows,
+        cols,
+        enc.scales,
+        enc.group_size,
+        enc.n_in,
+        enc.n_out,
+        enc.depth,
+        enc.seed,
+        enc.chain,
+        out,
     )
 
 
@@ -327,14 +349,10 @@ def _rice_plan(gaps: np.ndarray) -> tuple[int, int]:
     if len(gaps) == 0:
         return 0, 0
     g = gaps.astype(np.uint64)
-    best_k, best_bits = 0, None
-    for k in range(0, 63):
-        total = int((g >> np.uint64(k)).sum()) + len(g) * (k + 1)
-        if best_bits is None or total < best_bits:
-            best_k, best_bits = k, total
-        if (int(g.max()) >> k) == 0:
-            break  # larger k only adds remainder bits
-    return best_k, int(best_bits)
+    # Beyond the bit length of the largest gap, a larger k only adds remainder bits.
+    costs = [int((g >> np.uint64(k)).sum()) + len(g) * (k + 1) for k in range(int(g.max()).bit_length() + 1)]
+    best = int(np.argmin(costs))
+    return best, costs[best]
 
 
 def _field(obj: Any, path: str, kind: type | tuple[type, ...]) -> Any:
@@ -437,7 +455,12 @@ def _parse_xor_bcq(header: dict[str, Any], sections: dict[str, bytes]) -> Encode
     quant_error = None
     if isinstance(info, dict):
         rmse, rel = info.get("quant_rmse"), info.get("quant_relative_error")
-        if isinstance(rmse, (int, float)) and isinstance(rel, (int, float)) and math.isfinite(rmse) and math.isfinite(rel):
+        if (
+            isinstance(rmse, (int, float))
+            and isinstance(rel, (int, float))
+            and math.isfinite(rmse)
+            and math.isfinite(rel)
+        ):
             quant_error = {"rmse": float(rmse), "relative": float(rel)}
     specs = (QuantSpec(q, quant_method, group_size, scale_dtype), XorSpec(n_in, n_out, depth, seed, chain))
     return EncodedWeight((rows, cols), source_dtype, *specs, scales, mask, code, tuple(patches), quant_error)

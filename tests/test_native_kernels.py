@@ -38,7 +38,6 @@ def test_network_is_seeded_and_well_formed():
     assert (a != 0).all() and (a < (1 << 16)).all()
 
 
-
 def _splitmix64_rows(n_in, n_out, depth, seed):
     """The stream-format-1 generator, written independently: row r is the r-th nonzero output of
     splitmix64(seed) masked to n_in * depth bits."""
@@ -56,13 +55,17 @@ def _splitmix64_rows(n_in, n_out, depth, seed):
     return rows
 
 
-@pytest.mark.parametrize("n_in,n_out,depth,seed", [(4, 6, 1, 0), (64, 70, 1, 2**64 - 1), (8, 90, 2, 12345), (1, 3, 1, 7)])
+@pytest.mark.parametrize(
+    "n_in,n_out,depth,seed", [(4, 6, 1, 0), (64, 70, 1, 2**64 - 1), (8, 90, 2, 12345), (1, 3, 1, 7)]
+)
 def test_network_generator_is_the_format_1_definition(n_in, n_out, depth, seed):
     # The generator is part of stream format 1 and must never change.
     assert core().xor_network_rows(n_in, n_out, depth, seed).tolist() == _splitmix64_rows(n_in, n_out, depth, seed)
 
 
-@pytest.mark.parametrize("n_in,n_out,depth,chain", [(8, 88, 2, 64), (64, 300, 1, 64), (5, 13, 1, 64), (3, 20, 3, 64), (4, 9, 4, 128)])
+@pytest.mark.parametrize(
+    "n_in,n_out,depth,chain", [(8, 88, 2, 64), (64, 300, 1, 64), (5, 13, 1, 64), (3, 20, 3, 64), (4, 9, 4, 128)]
+)
 def test_decode_matches_gf2_definition(n_in, n_out, depth, chain, rng, simd_level):
     length = 64 * 50 + 17
     n_slices = -(-length // n_out)
@@ -100,7 +103,9 @@ def test_trellis_transition_variants_agree(k, rng):
     u = rng.integers(0, hi, x, dtype=np.uint64) if k else np.zeros(x, np.uint64)
     v = rng.integers(0, hi, x, dtype=np.uint64) if k else np.zeros(x, np.uint64)
     scalar = core().trellis_transition(key, u, v, k, "scalar")
-    brute = np.array([min(int(key[o]) + (bin(int(u[o]) ^ int(v[n])).count("1") << 16) for o in range(x)) for n in range(x)])
+    brute = np.array(
+        [min(int(key[o]) + (bin(int(u[o]) ^ int(v[n])).count("1") << 16) for o in range(x)) for n in range(x)]
+    )
     assert np.array_equal(scalar, brute)
     if k <= 20:
         assert np.array_equal(core().trellis_transition(key, u, v, k, "hypercube"), scalar)
@@ -164,7 +169,7 @@ def test_encoder_output_identical_at_every_simd_level_and_thread_count(depth, n_
     sc.set_simd_level(sc.build_info()["simd_detected"])
     for code, patches in results[1:]:
         assert np.array_equal(code, results[0][0])
-        assert all(np.array_equal(a, b) for a, b in zip(patches, results[0][1]))
+        assert all(np.array_equal(a, b) for a, b in zip(patches, results[0][1], strict=True))
 
 
 def test_rice_round_trip_and_damage(rng):
