@@ -41,6 +41,8 @@ py::array_t<T> require_array(const py::handle& obj, const char* name, int ndim) 
         throw std::invalid_argument(std::string(name) + " must be " + std::to_string(ndim) + "-D, got " +
                                     std::to_string(arr.ndim()) + "-D");
     if (!(arr.flags() & py::array::c_style)) throw std::invalid_argument(std::string(name) + " must be C-contiguous");
+    if (reinterpret_cast<uintptr_t>(arr.data()) % alignof(T) != 0)
+        throw std::invalid_argument(std::string(name) + " must be aligned to its element size");
     return py::array_t<T>(arr);
 }
 
@@ -50,8 +52,10 @@ void require_len(const py::array& a, int axis, int64_t want, const char* name) {
                                     std::to_string(a.shape(axis)) + ", expected " + std::to_string(want));
 }
 
+// Patch positions copied out of the Python arrays (so no other thread can change them after the
+// checks, while the GIL is released).
 struct PatchLists {
-    std::vector<py::array_t<int64_t>> arrays;
+    std::vector<std::vector<int64_t>> positions;
     std::vector<const int64_t*> ptrs;
     std::vector<int64_t> counts;
 };
@@ -63,28 +67,37 @@ PatchLists require_patches(const py::list& patches, int q, int64_t length) {
     PatchLists out;
     for (int i = 0; i < q; ++i) {
         py::array_t<int64_t> a = require_array<int64_t>(patches[size_t(i)], "patches", 1);
-        const int64_t* p = a.data();
-        for (int64_t j = 0; j < a.shape(0); ++j)
+        out.positions.emplace_back(a.data(), a.data() + a.shape(0));
+        const std::vector<int64_t>& p = out.positions.back();
+        for (size_t j = 0; j < p.size(); ++j)
             if (p[j] < 0 || p[j] >= length || (j > 0 && p[j] <= p[j - 1]))
                 throw std::invalid_argument("patch positions must be strictly ascending and inside the plane");
-        out.ptrs.push_back(p);
-        out.counts.push_back(a.shape(0));
-        out.arrays.push_back(std::move(a));
+    }
+    for (const auto& p : out.positions) {
+        out.ptrs.push_back(p.data());
+        out.counts.push_back(int64_t(p.size()));
     }
     return out;
 }
 
-PlaneGeometry geometry(int64_t length, int64_t chain) {
-    if (length < 1) throw std::invalid_argument("plane length must be positive");
-    if (chain < 64 || chain % 64 != 0) throw std::invalid_argument("chain must be a positive multiple of 64");
-    return PlaneGeometry{length, chain};
+PlaneGeometry geometry(const XorNetwork& net, int64_t length, int64_t chain) {
+    const PlaneGeometry geo{length, chain};
+    check_geometry(net, geo);
+    return geo;
+}
+
+int64_t matrix_size(int64_t rows, int64_t cols) {
+    int64_t size = 0;
+    if (rows < 1 || cols < 1 || __builtin_mul_overflow(rows, cols, &size) || size > kMaxPlaneLength)
+        throw std::invalid_argument("rows and cols must be positive with rows * cols at most 2^48");
+    return size;
 }
 
 ScaleLayout scale_layout(const py::array_t<float>& scales, int64_t rows, int64_t cols, int64_t group_size, int q) {
-    if (rows < 1 || cols < 1) throw std::invalid_argument("rows and cols must be positive");
-    if (group_size < 1) throw std::invalid_argument("group_size must be positive");
+    matrix_size(rows, cols);
+    if (group_size < 1 || group_size > cols) throw std::invalid_argument("group_size must be between 1 and cols");
     if (q < 1 || q > kMaxBits) throw std::invalid_argument("bits must be between 1 and 8");
-    const int64_t groups = (cols + group_size - 1) / group_size;
+    const int64_t groups = (cols - 1) / group_size + 1;
     require_len(scales, 0, rows, "scales");
     require_len(scales, 1, groups, "scales");
     require_len(scales, 2, q, "scales");
@@ -97,6 +110,7 @@ py::array_t<int64_t> map_over_mask(const py::object& mask_obj, int64_t length, c
                                    const char* name, Fn fn) {
     auto mask = require_array<uint64_t>(mask_obj, "mask", 1);
     auto in = require_array<int64_t>(in_obj, name, 1);
+    if (length < 1 || length > kMaxPlaneLength) throw std::invalid_argument("length must be between 1 and 2^48");
     require_len(mask, 0, (length + 63) / 64, "mask");
     py::array_t<int64_t> out(in.shape(0));
     fn(mask.data(), length, in.data(), in.shape(0), out.mutable_data());
@@ -163,13 +177,14 @@ PYBIND11_MODULE(_core, m) {
         "encode_planes",
         [](py::object targets_obj, py::object care_obj, int64_t length, int n_in, int n_out, int depth,
            uint64_t seed, int64_t chain) {
-            const PlaneGeometry geo = geometry(length, chain);
+            XorNetwork net(n_in, n_out, depth, seed);
+            const PlaneGeometry geo = geometry(net, length, chain);
             auto targets = require_array<uint64_t>(targets_obj, "targets", 2);
             auto care = require_array<uint64_t>(care_obj, "care", 1);
             require_len(targets, 1, geo.plane_words(), "targets");
             require_len(care, 0, geo.plane_words(), "care");
             const int q = int(targets.shape(0));
-            XorNetwork net(n_in, n_out, depth, seed);
+            if (q < 1 || q > kMaxBits) throw std::invalid_argument("targets must hold 1 to 8 planes");
             const int64_t code_words = geo.code_words(net);
             py::array_t<uint64_t> code({int64_t(q), code_words});
             std::fill(code.mutable_data(), code.mutable_data() + q * code_words, uint64_t(0));
@@ -194,8 +209,8 @@ PYBIND11_MODULE(_core, m) {
         "decode_planes",
         [](py::object code_obj, py::list patches_obj, int64_t length, int n_in, int n_out, int depth, uint64_t seed,
            int64_t chain) {
-            const PlaneGeometry geo = geometry(length, chain);
             XorNetwork net(n_in, n_out, depth, seed);
+            const PlaneGeometry geo = geometry(net, length, chain);
             auto code = require_array<uint64_t>(code_obj, "code", 2);
             require_len(code, 1, geo.code_words(net), "code");
             const int q = int(code.shape(0));
@@ -215,8 +230,8 @@ PYBIND11_MODULE(_core, m) {
         [](py::object code_obj, py::list patches_obj, py::object mask_obj, int64_t rows, int64_t cols,
            py::object scales_obj, int64_t group_size, int n_in, int n_out, int depth, uint64_t seed, int64_t chain,
            py::object out_obj) {
-            const PlaneGeometry geo = geometry(rows * cols, chain);
             XorNetwork net(n_in, n_out, depth, seed);
+            const PlaneGeometry geo = geometry(net, matrix_size(rows, cols), chain);
             auto code = require_array<uint64_t>(code_obj, "code", 2);
             auto mask = require_array<uint64_t>(mask_obj, "mask", 1);
             auto scales = require_array<float>(scales_obj, "scales", 3);
@@ -253,7 +268,7 @@ PYBIND11_MODULE(_core, m) {
             auto planes = require_array<uint64_t>(planes_obj, "planes", 2);
             auto mask = require_array<uint64_t>(mask_obj, "mask", 1);
             auto scales = require_array<float>(scales_obj, "scales", 3);
-            const int64_t words = (rows * cols + 63) / 64;
+            const int64_t words = (matrix_size(rows, cols) + 63) / 64;
             require_len(planes, 1, words, "planes");
             require_len(mask, 0, words, "mask");
             const int q = int(planes.shape(0));
@@ -293,7 +308,6 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "rice_encode",
         [](py::object values_obj, int k) {
-            if (k < 0 || k > 62) throw std::invalid_argument("Rice parameter must be between 0 and 62");
             auto v = require_array<uint64_t>(values_obj, "values", 1);
             std::vector<uint8_t> bytes = rice_encode(v.data(), v.shape(0), k);
             return py::bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size());

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "cpu_dispatch.h"
+#include "parallel.h"
 
 namespace sc {
 
@@ -15,13 +16,16 @@ void decode_dense(const XorNetwork& net, const PlaneGeometry& geo, const uint64_
     const int64_t chunk = 64 * std::max<int64_t>(1, (int64_t(1) << 15) / (64 * net.n_out));
     const int64_t chunks = (n_slices + chunk - 1) / chunk;
     const int64_t code_words = geo.code_words(net);
+    ExceptionCollector errors;
 #pragma omp parallel num_threads(max_threads())
     {
-        std::vector<std::vector<uint64_t>> bufs(static_cast<size_t>(q));
-        std::vector<const uint64_t*> plane_ptrs(static_cast<size_t>(q));
+        std::vector<std::vector<uint64_t>> bufs;  // sized inside the tasks, whose exceptions are collected
+        std::vector<const uint64_t*> plane_ptrs;
         std::vector<uint64_t> mask_buf;
 #pragma omp for schedule(static)
-        for (int64_t c = 0; c < chunks; ++c) {
+        for (int64_t c = 0; c < chunks; ++c) errors.run([&] {
+            bufs.resize(size_t(q));
+            plane_ptrs.resize(size_t(q));
             const int64_t s0 = c * chunk, s1 = std::min(n_slices, s0 + chunk);
             const int64_t first = s0 * net.n_out;
             const int64_t bits = std::min(geo.length, s1 * net.n_out) - first;
@@ -39,8 +43,9 @@ void decode_dense(const XorNetwork& net, const PlaneGeometry& geo, const uint64_
             mask_buf.assign(words, 0);
             copy_bits_to_aligned(mask, first, bits, mask_buf.data());
             dequant_range(layout, plane_ptrs.data(), mask_buf.data(), first, bits, out + first);
-        }
+        });
     }
+    errors.rethrow();
 }
 
 }  // namespace sc

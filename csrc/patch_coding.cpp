@@ -35,9 +35,16 @@ void care_select(const uint64_t* mask, int64_t length, const int64_t* indices, i
 }
 
 int64_t rice_bits(const uint64_t* values, int64_t n, int k) {
-    int64_t bits = 0;
-    for (int64_t i = 0; i < n; ++i) bits += int64_t(values[i] >> k) + 1 + k;
-    return bits;
+    if (k < 0 || k > 62) throw std::invalid_argument("Rice parameter must be between 0 and 62");
+    // Checked: gaps come from the caller, and the total sizes a buffer.
+    constexpr uint64_t kLimit = uint64_t(1) << 50;
+    uint64_t bits = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const uint64_t quotient = values[i] >> k;
+        if (quotient > kLimit || (bits += quotient + 1 + uint64_t(k)) > kLimit)
+            throw std::invalid_argument("Rice code would exceed 2^50 bits");
+    }
+    return int64_t(bits);
 }
 
 std::vector<uint8_t> rice_encode(const uint64_t* values, int64_t n, int k) {

@@ -16,6 +16,8 @@ void care_rank(const uint64_t* mask, int64_t length, const int64_t* positions, i
 // the indices are not strictly ascending.
 void care_select(const uint64_t* mask, int64_t length, const int64_t* indices, int64_t n, int64_t* out);
 
+// Bits of the Rice code of values with parameter k (0..62); throws std::invalid_argument when k is
+// out of range or the code would exceed 2^50 bits.
 int64_t rice_bits(const uint64_t* values, int64_t n, int k);
 std::vector<uint8_t> rice_encode(const uint64_t* values, int64_t n, int k);
 // Decodes exactly n values from exactly ceil(rice_bits / 8) bytes; throws std::invalid_argument

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <memory>
 #include <stdexcept>
+#include <string>
 
 #include "cpu_dispatch.h"
+#include "parallel.h"
 #include "slice_solver.h"
 #include "trellis_encoder.h"
 
@@ -50,19 +52,33 @@ void encode_depth1_range(const XorNetwork& net, const PlaneGeometry& geo, const 
 
 }  // namespace
 
+void check_geometry(const XorNetwork& net, const PlaneGeometry& geo) {
+    if (geo.length < 1 || geo.length > kMaxPlaneLength)
+        throw std::invalid_argument("the weight matrix must have between 1 and 2^48 entries");
+    if (geo.chain < 64 || geo.chain > kMaxChain || geo.chain % 64 != 0)
+        throw std::invalid_argument("chain must be a multiple of 64 between 64 and " + std::to_string(kMaxChain));
+    const int64_t states = int64_t(1) << (net.n_in * (net.depth - 1));
+    if (net.depth > 1 && geo.chain * states > kMaxTracebackEntries)
+        throw std::invalid_argument("chain too long for this n_in and depth: the encoder would keep " +
+                                    std::to_string(geo.chain * states) + " traceback entries per thread (at most " +
+                                    std::to_string(kMaxTracebackEntries) + "); use a shorter chain");
+}
+
 void encode_planes(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* targets,
                    const uint64_t* care, int q, uint64_t* code_out,
                    std::vector<std::vector<int64_t>>& patches_out) {
     const int64_t n_slices = geo.slices(net);
     const int64_t task_slices = net.depth == 1 ? depth1_task_slices(net) : geo.chain;
-    if (net.depth > 1 && (geo.chain <= 0 || geo.chain % 64 != 0))
-        throw std::invalid_argument("chain must be a positive multiple of 64");
+    check_geometry(net, geo);
     const int64_t tasks_per_plane = (n_slices + task_slices - 1) / task_slices;
     const int64_t n_tasks = tasks_per_plane * q;
     const int64_t plane_words = geo.plane_words();
     const int64_t code_words = geo.code_words(net);
     std::vector<std::vector<int64_t>> task_patches(static_cast<size_t>(n_tasks));
+    ExceptionCollector errors;
 
+    // Per-thread state is created empty here (nothing that can throw) and filled inside the tasks,
+    // whose exceptions are collected: every thread must reach the worksharing loop.
 #pragma omp parallel num_threads(max_threads())
     {
         SliceSolver solver;
@@ -70,9 +86,9 @@ void encode_planes(const XorNetwork& net, const PlaneGeometry& geo, const uint64
         std::vector<uint8_t> bits;
         std::vector<int> offsets, slice_patches;
         std::unique_ptr<TrellisEncoder> trellis;
-        if (net.depth > 1) trellis.reset(new TrellisEncoder(net));
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t task = 0; task < n_tasks; ++task) {
+        for (int64_t task = 0; task < n_tasks; ++task) errors.run([&] {
+            if (net.depth > 1 && !trellis) trellis.reset(new TrellisEncoder(net));
             const int plane = int(task / tasks_per_plane);
             const int64_t s0 = (task % tasks_per_plane) * task_slices;
             const int64_t s1 = std::min(n_slices, s0 + task_slices);
@@ -87,8 +103,9 @@ void encode_planes(const XorNetwork& net, const PlaneGeometry& geo, const uint64
                 trellis->encode_chain(target, care, geo.length, s0 * net.n_out, s1 - s0, words.data(), out);
                 for (int64_t t = s0; t < s1; ++t) or_bits(code, t * net.n_in, words[size_t(t - s0)], net.n_in);
             }
-        }
+        });
     }
+    errors.rethrow();
     patches_out.assign(size_t(q), {});
     for (int64_t task = 0; task < n_tasks; ++task) {
         std::vector<int64_t>& dst = patches_out[size_t(task / tasks_per_plane)];
@@ -128,11 +145,12 @@ void decode_planes(const XorNetwork& net, const PlaneGeometry& geo, const uint64
     const int64_t plane_words = geo.plane_words();
     const int64_t code_words = geo.code_words(net);
     std::fill(out, out + q * plane_words, uint64_t(0));
+    ExceptionCollector errors;
 #pragma omp parallel num_threads(max_threads())
     {
         std::vector<uint64_t> buf;
 #pragma omp for schedule(static)
-        for (int64_t task = 0; task < chunks * q; ++task) {
+        for (int64_t task = 0; task < chunks * q; ++task) errors.run([&] {
             const int plane = int(task / chunks);
             const int64_t s0 = (task % chunks) * chunk, s1 = std::min(n_slices, s0 + chunk);
             const int64_t first = s0 * net.n_out;
@@ -143,8 +161,9 @@ void decode_planes(const XorNetwork& net, const PlaneGeometry& geo, const uint64
             const int64_t full = bits / 64;
             for (int64_t w = 0; w < full; ++w) dst[w] = buf[size_t(w)];
             if (bits % 64) dst[full] = buf[size_t(full)] & low_mask(int(bits % 64));
-        }
+        });
     }
+    errors.rethrow();
     for (int plane = 0; plane < q; ++plane)
         for (int64_t i = 0; i < patch_counts[size_t(plane)]; ++i) flip_bit(out + plane * plane_words, patches[size_t(plane)][i]);
 }

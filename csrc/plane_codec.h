@@ -14,6 +14,10 @@
 
 namespace sc {
 
+constexpr int64_t kMaxPlaneLength = int64_t(1) << 48;
+constexpr int64_t kMaxChain = int64_t(1) << 20;
+constexpr int64_t kMaxTracebackEntries = int64_t(1) << 26;  // DP backpointers per encoding thread
+
 struct PlaneGeometry {
     int64_t length;  // bits per plane (rows * cols)
     int64_t chain;   // slices per shift-register chain (ignored for depth 1)
@@ -21,6 +25,10 @@ struct PlaneGeometry {
     int64_t code_words(const XorNetwork& net) const { return (slices(net) * net.n_in + 63) / 64; }
     int64_t plane_words() const { return (length + 63) / 64; }
 };
+
+// Throws std::invalid_argument when the plane length or chain length is unsupported (including a
+// chain whose DP traceback would need more than kMaxTracebackEntries entries per thread).
+void check_geometry(const XorNetwork& net, const PlaneGeometry& geo);
 
 // Encodes q planes. targets: q * plane_words words; care: plane_words words (the keep-mask).
 // code_out: q * code_words words, zero-filled by the caller. patches_out[i]: ascending positions.

@@ -32,6 +32,7 @@ DEFAULT_CHAIN = 1024
 DEFAULT_SEED = 0
 MAX_N_OUT = 8192
 MAX_DEPTH = 4
+MAX_CHAIN = 1 << 20
 # n_out = factor * n_in / (1 - S) maximised measured efficiency on i.i.d. masks at S = 0.5 .. 0.95
 # (bench/README.md): larger slices overload more of them, which the cheap patches absorb.
 _N_OUT_FACTOR = {1: 1.10}
@@ -271,7 +272,7 @@ def encode(
     q = as_int(bits, "bits", 1, MAX_BITS)
     depth = as_int(depth, "depth", 1, MAX_DEPTH)
     seed = as_int(seed, "seed", 0, 2**64 - 1)
-    chain = as_int(chain, "chain", 64, 1 << 40)
+    chain = as_int(chain, "chain", 64, MAX_CHAIN)
     if chain % 64:
         raise ValueError(f"chain must be a multiple of 64, got {chain}")
     iterations = as_int(iterations, "iterations", 0, 10_000)
@@ -394,7 +395,7 @@ def _parse_xor_bcq(header: dict[str, Any], sections: dict[str, bytes]) -> Encode
     n_out = _int_field(header, "xor.n_out", 1, MAX_N_OUT)
     depth = _int_field(header, "xor.depth", 1, MAX_DEPTH)
     seed = _int_field(header, "xor.seed", 0, 2**64 - 1)
-    chain = _int_field(header, "xor.chain", 64, 1 << 40)
+    chain = _int_field(header, "xor.chain", 64, MAX_CHAIN)
     if chain % 64:
         raise StreamError("stream header 'xor.chain' must be a multiple of 64")
     try:

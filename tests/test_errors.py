@@ -90,3 +90,37 @@ def test_decode_rejects_other_objects_and_bad_out():
 def test_from_bytes_rejects_non_bytes():
     with pytest.raises(TypeError, match="bytes-like"):
         sc.EncodedWeight.from_bytes("not bytes")
+
+
+def test_chain_too_long_for_the_trellis_is_a_value_error():
+    with pytest.raises(ValueError, match="chain too long"):
+        sc.encode(W, depth=3, n_in=6, n_out=12, chain=1 << 20)
+    with pytest.raises(ValueError, match="chain"):
+        sc.encode(W, chain=1 << 21)
+
+
+def test_hand_built_objects_cannot_crash_the_decoder():
+    """Fields edited by hand are checked again at the native boundary."""
+    import dataclasses
+
+    enc = sc.encode(W, sparsity=0.5, bits=2)
+    bad_group = dataclasses.replace(
+        enc, quant=dataclasses.replace(enc.quant, group_size=2**63 - 1), scales=np.zeros((8, 0, 2), np.float32)
+    )
+    with pytest.raises(ValueError, match="group_size"):
+        sc.decode(bad_group)
+    bad_patches = dataclasses.replace(enc, patches=(np.array([5, 3], np.int64), enc.patches[1]))
+    with pytest.raises(ValueError, match="ascending"):
+        sc.decode(bad_patches)
+    unaligned = np.frombuffer(bytearray(W.size * 4 + 2), np.float32, count=W.size, offset=2).reshape(W.shape)
+    with pytest.raises(ValueError, match="aligned|writeable"):
+        sc.decode(enc, out=unaligned)
+
+
+def test_rice_sizes_are_checked():
+    from sparsecodec._native import core
+
+    with pytest.raises(ValueError, match="2\\^50"):
+        core().rice_encode(np.array([2**63, 2**63], np.uint64), 0)
+    with pytest.raises(ValueError, match="Rice parameter"):
+        core().rice_bits(np.array([1], np.uint64), 64)
