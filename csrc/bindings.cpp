@@ -264,7 +264,7 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "dequantize",
         [](py::object planes_obj, py::object mask_obj, int64_t rows, int64_t cols, py::object scales_obj,
-           int64_t group_size) {
+           int64_t group_size, bool nontemporal) {
             auto planes = require_array<uint64_t>(planes_obj, "planes", 2);
             auto mask = require_array<uint64_t>(mask_obj, "mask", 1);
             auto scales = require_array<float>(scales_obj, "scales", 3);
@@ -278,11 +278,12 @@ PYBIND11_MODULE(_core, m) {
                 py::gil_scoped_release release;
                 std::vector<const uint64_t*> ptrs;
                 for (int i = 0; i < q; ++i) ptrs.push_back(planes.data() + i * words);
-                dequant_range(layout, ptrs.data(), mask.data(), 0, rows * cols, out.mutable_data());
+                dequant_range(layout, ptrs.data(), mask.data(), 0, rows * cols, out.mutable_data(), nontemporal);
             }
             return out;
         },
         py::arg("planes"), py::arg("mask"), py::arg("rows"), py::arg("cols"), py::arg("scales"), py::arg("group_size"),
+        py::arg("nontemporal") = false,
         "Dequantise already-decoded bit-planes (the reference for decode_dense's last step).");
 
     m.def(

@@ -16,6 +16,8 @@ void decode_dense(const XorNetwork& net, const PlaneGeometry& geo, const uint64_
     const int64_t chunk = 64 * std::max<int64_t>(1, (int64_t(1) << 15) / (64 * net.n_out));
     const int64_t chunks = (n_slices + chunk - 1) / chunk;
     const int64_t code_words = geo.code_words(net);
+    // An output well beyond the caches is written with streaming stores.
+    const bool nontemporal = geo.length * int64_t(sizeof(float)) > (int64_t(16) << 20);
     ExceptionCollector errors;
 #pragma omp parallel num_threads(max_threads())
     {
@@ -42,7 +44,7 @@ void decode_dense(const XorNetwork& net, const PlaneGeometry& geo, const uint64_
             }
             mask_buf.assign(words, 0);
             copy_bits_to_aligned(mask, first, bits, mask_buf.data());
-            dequant_range(layout, plane_ptrs.data(), mask_buf.data(), first, bits, out + first);
+            dequant_range(layout, plane_ptrs.data(), mask_buf.data(), first, bits, out + first, nontemporal);
         });
     }
     errors.rethrow();

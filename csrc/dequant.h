@@ -32,14 +32,15 @@ struct ScaleLayout {
 };
 
 // Dequantises flat positions [p0, p0 + count). planes[i] and mask hold the bits of those positions
-// starting at bit 0; out[j] receives position p0 + j.
+// starting at bit 0; out[j] receives position p0 + j. `nontemporal` asks for cache-bypassing stores,
+// right for large outputs that are not reread soon (the result is the same either way).
 void dequant_range(const ScaleLayout& layout, const uint64_t* const* planes, const uint64_t* mask, int64_t p0,
-                   int64_t count, float* out);
+                   int64_t count, float* out, bool nontemporal);
 void dequant_range_scalar(const ScaleLayout& layout, const uint64_t* const* planes, const uint64_t* mask,
                           int64_t p0, int64_t count, float* out);
 #ifdef SPARSECODEC_HAS_AVX2
 void dequant_range_avx2(const ScaleLayout& layout, const uint64_t* const* planes, const uint64_t* mask,
-                        int64_t p0, int64_t count, float* out);
+                        int64_t p0, int64_t count, float* out, bool nontemporal);
 #endif
 
 // Visits the runs of [p0, p0 + count) that share one scale group: fn(first_local, end_local, alphas).

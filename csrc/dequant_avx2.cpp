@@ -17,8 +17,14 @@ namespace {
 
 constexpr uint64_t kByteSpread = 0x0101010101010101ull;  // pdep target: one bit per byte
 
-inline uint32_t byte_at(const uint64_t* bits, int64_t j) {  // j is a multiple of 8
-    return reinterpret_cast<const uint8_t*>(bits)[j >> 3];
+// Bits j .. j+7 (any j). The second byte is only read when the bits straddle it, so nothing past
+// the byte holding bit j+7 is touched.
+inline uint32_t bits8_at(const uint64_t* bits, int64_t j) {
+    const uint8_t* p = reinterpret_cast<const uint8_t*>(bits) + (j >> 3);
+    const int s = int(j & 7);
+    uint32_t v = uint32_t(p[0]) >> s;
+    if (s) v |= uint32_t(p[1]) << (8 - s);
+    return v & 0xFFu;
 }
 
 // Lane i = all-ones where bit i of the byte is set.
@@ -30,9 +36,25 @@ inline __m256i mask_lanes(uint32_t byte) {
 template <bool Stream>
 inline void store8(float* p, __m256 v) {
     if constexpr (Stream)
-        _mm256_stream_ps(p, v);
+        _mm256_stream_ps(p, v);  // bypasses the cache: for outputs that will not be reread soon
     else
-        _mm256_storeu_ps(p, v);
+        _mm256_store_ps(p, v);
+}
+
+// Both kernels walk a run 64 positions at a time: one unaligned 64-bit read per plane and for the
+// mask, then eight 8-lane steps; a remainder of whole 8-lane steps follows.
+template <class Step>
+inline void walk_run(const uint64_t* const* planes, const uint64_t* mask, int q, int64_t j, int64_t end, Step&& step) {
+    uint64_t plane_bits[kMaxBits];
+    for (; j + 64 <= end; j += 64) {
+        for (int i = 0; i < q; ++i) plane_bits[i] = read_bits(planes[i], j, 64);
+        const uint64_t mask_bits = read_bits(mask, j, 64);
+        for (int k = 0; k < 8; ++k) step(j + 8 * k, plane_bits, 8 * k, uint32_t(mask_bits >> (8 * k)) & 0xFFu);
+    }
+    for (; j + 8 <= end; j += 8) {
+        for (int i = 0; i < q; ++i) plane_bits[i] = bits8_at(planes[i], j);
+        step(j, plane_bits, 0, bits8_at(mask, j));
+    }
 }
 
 template <int Q, bool Stream>
@@ -45,13 +67,13 @@ void run_lookup(const uint64_t* const* planes, const uint64_t* mask, int64_t j, 
         table[c] = acc;
     }
     const __m256 values = _mm256_load_ps(table);
-    for (; j + 8 <= end; j += 8) {
-        uint64_t index = _pdep_u64(byte_at(planes[0], j), kByteSpread);
-        for (int i = 1; i < Q; ++i) index |= _pdep_u64(byte_at(planes[i], j), kByteSpread) << i;
+    walk_run(planes, mask, Q, j, end, [&](int64_t at, const uint64_t* bits, int shift, uint32_t mbyte) {
+        uint64_t index = _pdep_u64((bits[0] >> shift) & 0xFF, kByteSpread);
+        for (int i = 1; i < Q; ++i) index |= _pdep_u64((bits[i] >> shift) & 0xFF, kByteSpread) << i;
         const __m256i lanes = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(index)));
         const __m256 v = _mm256_permutevar8x32_ps(values, lanes);
-        store8<Stream>(out + j, _mm256_and_ps(v, _mm256_castsi256_ps(mask_lanes(byte_at(mask, j)))));
-    }
+        store8<Stream>(out + at, _mm256_and_ps(v, _mm256_castsi256_ps(mask_lanes(mbyte))));
+    });
 }
 
 template <int Q, bool Stream>
@@ -63,13 +85,15 @@ void run_blend(const uint64_t* const* planes, const uint64_t* mask, int64_t j, i
         pos[i] = _mm256_set1_ps(alpha[i]);
         neg[i] = _mm256_xor_ps(pos[i], sign);
     }
-    for (; j + 8 <= end; j += 8) {
-        __m256 acc = _mm256_blendv_ps(neg[0], pos[0], _mm256_castsi256_ps(mask_lanes(byte_at(planes[0], j))));
-        for (int i = 1; i < Q; ++i)
-            acc = _mm256_add_ps(
-                acc, _mm256_blendv_ps(neg[i], pos[i], _mm256_castsi256_ps(mask_lanes(byte_at(planes[i], j)))));
-        store8<Stream>(out + j, _mm256_and_ps(acc, _mm256_castsi256_ps(mask_lanes(byte_at(mask, j)))));
-    }
+    walk_run(planes, mask, Q, j, end, [&](int64_t at, const uint64_t* bits, int shift, uint32_t mbyte) {
+        auto term = [&](int i) {
+            const __m256i sel = mask_lanes(uint32_t(bits[i] >> shift) & 0xFFu);
+            return _mm256_blendv_ps(neg[i], pos[i], _mm256_castsi256_ps(sel));
+        };
+        __m256 acc = term(0);
+        for (int i = 1; i < Q; ++i) acc = _mm256_add_ps(acc, term(i));
+        store8<Stream>(out + at, _mm256_and_ps(acc, _mm256_castsi256_ps(mask_lanes(mbyte))));
+    });
 }
 
 template <bool Stream>
@@ -90,22 +114,20 @@ void run_vector(int q, const uint64_t* const* planes, const uint64_t* mask, int6
 }  // namespace
 
 void dequant_range_avx2(const ScaleLayout& layout, const uint64_t* const* planes, const uint64_t* mask,
-                        int64_t p0, int64_t count, float* out) {
+                        int64_t p0, int64_t count, float* out, bool nontemporal) {
     const int q = layout.q;
     for_each_scale_run(layout, p0, count, [&](int64_t a, int64_t b, const float* alpha) {
         int64_t j = a;
-        // Scalar head up to a multiple of 8, so that each vector step reads whole bytes.
-        for (; j < b && (j & 7); ++j) out[j] = dequant_one(planes, mask, j, alpha, q);
+        // Scalar head up to a 32-byte aligned output address (vector stores never split lines).
+        for (; j < b && (reinterpret_cast<uintptr_t>(out + j) & 31); ++j) out[j] = dequant_one(planes, mask, j, alpha, q);
         const int64_t vec_end = j + ((b - j) & ~int64_t(7));
-        // Streaming stores skip the read-for-ownership of output lines that will not be reread
-        // soon; they need 32-byte aligned addresses.
-        if ((reinterpret_cast<uintptr_t>(out + j) & 31) == 0)
+        if (nontemporal)
             run_vector<true>(q, planes, mask, j, vec_end, alpha, out);
         else
             run_vector<false>(q, planes, mask, j, vec_end, alpha, out);
         for (j = vec_end; j < b; ++j) out[j] = dequant_one(planes, mask, j, alpha, q);
     });
-    _mm_sfence();  // make the streamed stores visible before the caller reads the output
+    if (nontemporal) _mm_sfence();  // make the streamed stores visible before the caller reads them
 }
 
 }  // namespace sc

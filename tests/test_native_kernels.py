@@ -88,7 +88,8 @@ def test_dequantize_simd_equals_scalar_equals_numpy(rows, cols, group_size, bits
     for level in ("scalar", "avx2"):
         if sc.set_simd_level(level) != level:
             continue
-        results.append(core().dequantize(packed, pack_bits(mask), rows, cols, scales, group_size))
+        for nontemporal in (False, True):
+            results.append(core().dequantize(packed, pack_bits(mask), rows, cols, scales, group_size, nontemporal))
     sc.set_simd_level(sc.build_info()["simd_detected"])
     for got in results:
         assert_bit_equal(got, want)
