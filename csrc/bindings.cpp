@@ -12,6 +12,7 @@
 
 #include "cpu_dispatch.h"
 #include "dense_decode.h"
+#include "lowrank_mask.h"
 #include "patch_coding.h"
 #include "plane_codec.h"
 #include "trellis_encoder.h"
@@ -80,8 +81,18 @@ PatchLists require_patches(const py::list& patches, int q, int64_t length) {
     return out;
 }
 
-PlaneGeometry geometry(const XorNetwork& net, int64_t length, int64_t chain) {
-    const PlaneGeometry geo{length, chain};
+PlaneGeometry geometry(const XorNetwork& net, int64_t length, int64_t chain, const std::string& layout,
+                       int group_bands) {
+    PlaneGeometry geo{length, chain};
+    if (layout == "linear")
+        geo.layout = LayoutKind::linear;
+    else if (layout == "scatter")
+        geo.layout = LayoutKind::scatter;
+    else
+        throw std::invalid_argument("layout must be 'linear' or 'scatter', got '" + layout + "'");
+    if (group_bands < 1 || group_bands > kMaxGroupBands)
+        throw std::invalid_argument("group_bands must be between 1 and " + std::to_string(kMaxGroupBands));
+    geo.group_bands = group_bands;
     check_geometry(net, geo);
     return geo;
 }
@@ -176,9 +187,9 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "encode_planes",
         [](py::object targets_obj, py::object care_obj, int64_t length, int n_in, int n_out, int depth,
-           uint64_t seed, int64_t chain) {
+           uint64_t seed, int64_t chain, const std::string& layout, int group_bands) {
             XorNetwork net(n_in, n_out, depth, seed);
-            const PlaneGeometry geo = geometry(net, length, chain);
+            const PlaneGeometry geo = geometry(net, length, chain, layout, group_bands);
             auto targets = require_array<uint64_t>(targets_obj, "targets", 2);
             auto care = require_array<uint64_t>(care_obj, "care", 1);
             require_len(targets, 1, geo.plane_words(), "targets");
@@ -202,15 +213,15 @@ PYBIND11_MODULE(_core, m) {
             return py::make_tuple(code, out);
         },
         py::arg("targets"), py::arg("care"), py::arg("length"), py::arg("n_in"), py::arg("n_out"), py::arg("depth"),
-        py::arg("seed"), py::arg("chain"),
+        py::arg("seed"), py::arg("chain"), py::arg("layout") = "linear", py::arg("group_bands") = 1,
         "Encode q bit-planes (uint64 words, LSB-first) under a care mask. Returns (code, patches).");
 
     m.def(
         "decode_planes",
         [](py::object code_obj, py::list patches_obj, int64_t length, int n_in, int n_out, int depth, uint64_t seed,
-           int64_t chain) {
+           int64_t chain, const std::string& layout, int group_bands) {
             XorNetwork net(n_in, n_out, depth, seed);
-            const PlaneGeometry geo = geometry(net, length, chain);
+            const PlaneGeometry geo = geometry(net, length, chain, layout, group_bands);
             auto code = require_array<uint64_t>(code_obj, "code", 2);
             require_len(code, 1, geo.code_words(net), "code");
             const int q = int(code.shape(0));
@@ -223,22 +234,23 @@ PYBIND11_MODULE(_core, m) {
             return out;
         },
         py::arg("code"), py::arg("patches"), py::arg("length"), py::arg("n_in"), py::arg("n_out"), py::arg("depth"),
-        py::arg("seed"), py::arg("chain"), "Decode q bit-planes with their patches applied.");
+        py::arg("seed"), py::arg("chain"), py::arg("layout") = "linear", py::arg("group_bands") = 1,
+        "Decode q bit-planes with their patches applied.");
 
     m.def(
         "decode_dense",
         [](py::object code_obj, py::list patches_obj, py::object mask_obj, int64_t rows, int64_t cols,
            py::object scales_obj, int64_t group_size, int n_in, int n_out, int depth, uint64_t seed, int64_t chain,
-           py::object out_obj) {
+           const std::string& layout, int group_bands, py::object out_obj) {
             XorNetwork net(n_in, n_out, depth, seed);
-            const PlaneGeometry geo = geometry(net, matrix_size(rows, cols), chain);
+            const PlaneGeometry geo = geometry(net, matrix_size(rows, cols), chain, layout, group_bands);
             auto code = require_array<uint64_t>(code_obj, "code", 2);
             auto mask = require_array<uint64_t>(mask_obj, "mask", 1);
             auto scales = require_array<float>(scales_obj, "scales", 3);
             require_len(code, 1, geo.code_words(net), "code");
             require_len(mask, 0, geo.plane_words(), "mask");
             const int q = int(code.shape(0));
-            const ScaleLayout layout = scale_layout(scales, rows, cols, group_size, q);
+            const ScaleLayout scale_map = scale_layout(scales, rows, cols, group_size, q);
             PatchLists patches = require_patches(patches_obj, q, geo.length);
             py::array_t<float> out;
             if (out_obj.is_none()) {
@@ -251,14 +263,14 @@ PYBIND11_MODULE(_core, m) {
             }
             {
                 py::gil_scoped_release release;
-                decode_dense(net, geo, code.data(), q, patches.ptrs, patches.counts, mask.data(), layout,
+                decode_dense(net, geo, code.data(), q, patches.ptrs, patches.counts, mask.data(), scale_map,
                              out.mutable_data());
             }
             return out;
         },
         py::arg("code"), py::arg("patches"), py::arg("mask"), py::arg("rows"), py::arg("cols"), py::arg("scales"),
         py::arg("group_size"), py::arg("n_in"), py::arg("n_out"), py::arg("depth"), py::arg("seed"), py::arg("chain"),
-        py::arg("out") = py::none(),
+        py::arg("layout") = "linear", py::arg("group_bands") = 1, py::arg("out") = py::none(),
         "Decode an encoded matrix straight to dense float32 (planes, patches, mask and scales fused).");
 
     m.def(
@@ -327,6 +339,51 @@ PYBIND11_MODULE(_core, m) {
             return out;
         },
         py::arg("data"), py::arg("n"), py::arg("k"), py::arg("max_value"));
+
+    m.def(
+        "layout_positions",
+        [](int64_t length, int n_in, int n_out, int depth, uint64_t seed, int64_t chain, const std::string& layout,
+           int group_bands) {
+            XorNetwork net(n_in, n_out, depth, seed);
+            const PlaneGeometry geo = geometry(net, length, chain, layout, group_bands);
+            const SliceLayout sl = make_layout(net, geo);
+            if (sl.padded_length() > (int64_t(1) << 26)) throw std::invalid_argument("plane too large to list");
+            py::array_t<int64_t> out(sl.padded_length());
+            for (int64_t p = 0; p < sl.padded_length(); ++p) out.mutable_data()[p] = sl.flat_position(p);
+            return out;
+        },
+        py::arg("length"), py::arg("n_in"), py::arg("n_out"), py::arg("depth"), py::arg("seed"), py::arg("chain"),
+        py::arg("layout"), py::arg("group_bands"),
+        "Flat position of every slice-order position (slice t, offset j at index t * n_out + j); for tests.");
+
+    m.def(
+        "lowrank_decode",
+        [](py::object left_obj, py::object right_obj, int64_t rows, int64_t cols, int64_t tile_rows, int64_t tile_cols,
+           int rank) {
+            const LowRankGeometry geo{rows, cols, tile_rows, tile_cols, rank};
+            check_lowrank_geometry(geo);
+            auto left = require_array<uint64_t>(left_obj, "left", 2);
+            auto right = require_array<uint64_t>(right_obj, "right", 3);
+            require_len(left, 0, geo.col_blocks(), "left");
+            require_len(left, 1, rows, "left");
+            require_len(right, 0, geo.row_blocks(), "right");
+            require_len(right, 1, rank, "right");
+            require_len(right, 2, geo.row_words(), "right");
+            const uint64_t* l = left.data();
+            for (int64_t i = 0; i < left.size(); ++i)
+                if (rank < 64 && (l[i] >> rank))
+                    throw std::invalid_argument("left factor words use bits beyond the rank");
+            py::array_t<uint64_t> out((rows * cols + 63) / 64);
+            {
+                py::gil_scoped_release release;
+                lowrank_decode(geo, left.data(), right.data(), out.mutable_data());
+            }
+            return out;
+        },
+        py::arg("left"), py::arg("right"), py::arg("rows"), py::arg("cols"), py::arg("tile_rows"), py::arg("tile_cols"),
+        py::arg("rank"),
+        "Keep-mask bits of a tiled low-rank binary index: left (col blocks, rows) rank-bit words, right (row blocks, "
+        "rank, row words) full-width rows.");
 
     m.def(
         "trellis_transition",

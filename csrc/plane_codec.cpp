@@ -64,12 +64,18 @@ void check_geometry(const XorNetwork& net, const PlaneGeometry& geo) {
                                     std::to_string(kMaxTracebackEntries) + "); use a shorter chain");
 }
 
-void encode_planes(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* targets,
-                   const uint64_t* care, int q, uint64_t* code_out,
-                   std::vector<std::vector<int64_t>>& patches_out) {
+SliceLayout make_layout(const XorNetwork& net, const PlaneGeometry& geo) {
+    return SliceLayout(net, geo.length, geo.layout, geo.group_bands, net.seed);
+}
+
+namespace {
+
+// Encodes planes already in slice order (plane_len bits each, don't-care past the care bits).
+void encode_slice_order(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* targets,
+                        const uint64_t* care, int q, uint64_t* code_out,
+                        std::vector<std::vector<int64_t>>& patches_out) {
     const int64_t n_slices = geo.slices(net);
     const int64_t task_slices = net.depth == 1 ? depth1_task_slices(net) : geo.chain;
-    check_geometry(net, geo);
     const int64_t tasks_per_plane = (n_slices + task_slices - 1) / task_slices;
     const int64_t n_tasks = tasks_per_plane * q;
     const int64_t plane_words = geo.plane_words();
@@ -114,6 +120,50 @@ void encode_planes(const XorNetwork& net, const PlaneGeometry& geo, const uint64
     }
 }
 
+// Copies the flat bits of a group (zero past the end of the source) into an aligned buffer.
+void load_flat_group(const uint64_t* src, int64_t src_words, const SliceGroup& g, uint64_t* dst) {
+    const int64_t words = (g.positions + 63) / 64, first = g.first_pos / 64;
+    for (int64_t w = 0; w < words; ++w) dst[w] = first + w < src_words ? src[first + w] : 0;
+}
+
+}  // namespace
+
+void encode_planes(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* targets,
+                   const uint64_t* care, int q, uint64_t* code_out,
+                   std::vector<std::vector<int64_t>>& patches_out) {
+    check_geometry(net, geo);
+    const SliceLayout layout = make_layout(net, geo);
+    if (layout.identity()) return encode_slice_order(net, geo, targets, care, q, code_out, patches_out);
+
+    // Scatter layout: move targets and care bits into slice order, encode, map patches back.
+    PlaneGeometry padded = geo;
+    padded.length = layout.padded_length();
+    const int64_t src_words = geo.plane_words(), words = padded.plane_words();
+    std::vector<uint64_t> slice_care(size_t(words), 0), slice_targets(size_t(words) * q, 0);
+    ExceptionCollector errors;
+#pragma omp parallel num_threads(max_threads())
+    {
+        std::vector<uint64_t> flat;
+#pragma omp for schedule(static)
+        for (int64_t g = 0; g < layout.group_count(); ++g) errors.run([&] {
+            const SliceGroup& group = layout.group(g);
+            flat.resize(size_t((group.positions + 63) / 64));
+            for (int plane = -1; plane < q; ++plane) {
+                const uint64_t* src = plane < 0 ? care : targets + plane * src_words;
+                uint64_t* dst = (plane < 0 ? slice_care.data() : slice_targets.data() + plane * words) + group.first_pos / 64;
+                load_flat_group(src, src_words, group, flat.data());
+                layout.to_slice(group, flat.data(), dst);
+            }
+        });
+    }
+    errors.rethrow();
+    encode_slice_order(net, padded, slice_targets.data(), slice_care.data(), q, code_out, patches_out);
+    for (std::vector<int64_t>& plane : patches_out) {
+        for (int64_t& p : plane) p = layout.flat_position(p);
+        std::sort(plane.begin(), plane.end());
+    }
+}
+
 void decode_slices_scalar(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int64_t s0,
                           int64_t s1, uint64_t* out) {
     uint64_t y[kMaxNOut / 64];
@@ -136,31 +186,72 @@ void decode_slices(const XorNetwork& net, const PlaneGeometry& geo, const uint64
     decode_slices_scalar(net, geo, code, s0, s1, out);
 }
 
+void decode_band(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int64_t t0, uint64_t* out) {
+    uint64_t x[64];
+    WindowCursor cursor(net, geo, code, t0);
+    for (int s = 0; s < 64; ++s) {
+        if (s) cursor.advance();
+        x[s] = cursor.window();
+    }
+    transpose64(x);  // x[c]: bit c of the 64 windows
+    const int groups = (net.window + 3) / 4;
+    uint64_t tables[16][16];
+    for (int g = 0; g < groups; ++g) {
+        uint64_t* t = tables[g];
+        t[0] = 0;
+        for (int i = 0; i < 4; ++i) {
+            const uint64_t col = 4 * g + i < net.window ? x[4 * g + i] : 0;
+            for (int v = 0; v < (1 << i); ++v) t[v | (1 << i)] = t[v] ^ col;
+        }
+    }
+    for (int j = 0; j < net.n_out; ++j) {
+        const uint64_t row = net.rows[size_t(j)];
+        uint64_t y = 0;
+        for (int g = 0; g < groups; ++g) y ^= tables[g][(row >> (4 * g)) & 15];
+        out[j] = y;
+    }
+}
+
+void decode_group(const XorNetwork& net, const PlaneGeometry& geo, const SliceLayout& layout,
+                  const SliceGroup& group, const uint64_t* code, std::vector<uint64_t>& band_buf,
+                  std::vector<uint64_t>& flat) {
+    const size_t words = size_t((group.positions + 63) / 64 + 2);
+    if (!group.scattered) {
+        flat.assign(words, 0);
+        decode_slices(net, geo, code, group.first_slice, group.first_slice + group.slices, flat.data());
+        return;
+    }
+    // Scattered groups: each band decodes bit-sliced straight into the words the layout places.
+    flat.assign(words, 0);
+    band_buf.resize(size_t(net.n_out));
+    for (int64_t band = 0; band < group.slices / 64; ++band) {
+        decode_band(net, geo, code, group.first_slice + 64 * band, band_buf.data());
+        layout.place_band(group, band, band_buf.data(), flat.data());
+    }
+}
+
 void decode_planes(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int q,
                    const std::vector<const int64_t*>& patches, const std::vector<int64_t>& patch_counts,
                    uint64_t* out) {
-    const int64_t n_slices = geo.slices(net);
-    const int64_t chunk = 64;  // 64 slices start on a word boundary of the output
-    const int64_t chunks = (n_slices + chunk - 1) / chunk;
+    const SliceLayout layout = make_layout(net, geo);
+    const int64_t groups = layout.group_count();
     const int64_t plane_words = geo.plane_words();
     const int64_t code_words = geo.code_words(net);
     std::fill(out, out + q * plane_words, uint64_t(0));
     ExceptionCollector errors;
 #pragma omp parallel num_threads(max_threads())
     {
-        std::vector<uint64_t> buf;
+        std::vector<uint64_t> band_buf, flat;
 #pragma omp for schedule(static)
-        for (int64_t task = 0; task < chunks * q; ++task) errors.run([&] {
-            const int plane = int(task / chunks);
-            const int64_t s0 = (task % chunks) * chunk, s1 = std::min(n_slices, s0 + chunk);
-            const int64_t first = s0 * net.n_out;
-            const int64_t bits = std::min(geo.length, s1 * net.n_out) - first;
-            buf.assign(size_t((s1 - s0) * net.n_out / 64 + 2), 0);
-            decode_slices(net, geo, code + plane * code_words, s0, s1, buf.data());
-            uint64_t* dst = out + plane * plane_words + first / 64;
+        for (int64_t task = 0; task < groups * q; ++task) errors.run([&] {
+            const int plane = int(task / groups);
+            const SliceGroup& group = layout.group(task % groups);
+            decode_group(net, geo, layout, group, code + plane * code_words, band_buf, flat);
+            const int64_t bits = std::min(geo.length, group.first_pos + group.positions) - group.first_pos;
+            uint64_t* dst = out + plane * plane_words + group.first_pos / 64;  // groups start on word boundaries
             const int64_t full = bits / 64;
-            for (int64_t w = 0; w < full; ++w) dst[w] = buf[size_t(w)];
-            if (bits % 64) dst[full] = buf[size_t(full)] & low_mask(int(bits % 64));
+            for (int64_t w = 0; w < full; ++w) dst[w] = flat[size_t(w)];
+            if (bits % 64) dst[full] = flat[size_t(full)] & low_mask(int(bits % 64));
         });
     }
     errors.rethrow();

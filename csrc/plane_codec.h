@@ -1,15 +1,16 @@
 // Encoding and decoding of whole bit-planes with the XOR network.
 //
-// A plane of `length` bits (the flattened weight matrix) is cut into slices of n_out bits; slice t
-// is stored as an n_in-bit word at bit t*n_in of the plane's code stream. For depth >= 2 the slices
-// are grouped in chains of `chain` slices (a multiple of 64): the shift register restarts from zero
-// at each chain, which lets chains be encoded in parallel. Patches are flat bit positions whose
-// decoded value must be flipped.
+// A plane of `length` bits (the flattened weight matrix) is cut into slices of n_out bits, placed
+// by the slice layout (slice_layout.h); slice t is stored as an n_in-bit word at bit t*n_in of the
+// plane's code stream. For depth >= 2 the slices are grouped in chains of `chain` slices (a multiple
+// of 64): the shift register restarts from zero at each chain, which lets chains be encoded in
+// parallel. Patches are flat bit positions whose decoded value must be flipped.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "slice_layout.h"
 #include "xor_network.h"
 
 namespace sc {
@@ -21,6 +22,8 @@ constexpr int64_t kMaxTracebackEntries = int64_t(1) << 26;  // DP backpointers p
 struct PlaneGeometry {
     int64_t length;  // bits per plane (rows * cols)
     int64_t chain;   // slices per shift-register chain (ignored for depth 1)
+    LayoutKind layout = LayoutKind::linear;
+    int group_bands = 1;  // bands of 64 slices per group (a format parameter of the scatter layout)
     int64_t slices(const XorNetwork& net) const { return (length + net.n_out - 1) / net.n_out; }
     int64_t code_words(const XorNetwork& net) const { return (slices(net) * net.n_in + 63) / 64; }
     int64_t plane_words() const { return (length + 63) / 64; }
@@ -46,6 +49,20 @@ void decode_slices_scalar(const XorNetwork& net, const PlaneGeometry& geo, const
 void decode_slices_avx2(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code,
                         int64_t s0, int64_t s1, uint64_t* out);
 #endif
+
+// The groups a plane is processed in (the scatter layout's groups; cache-sized pieces otherwise).
+SliceLayout make_layout(const XorNetwork& net, const PlaneGeometry& geo);
+
+// Decodes the slices of one group into its flat bits (bit 0 = the group's first position), resizing
+// flat to ceil(group.positions / 64) + 2 words; band_buf is scratch.
+void decode_group(const XorNetwork& net, const PlaneGeometry& geo, const SliceLayout& layout,
+                  const SliceGroup& group, const uint64_t* code, std::vector<uint64_t>& band_buf,
+                  std::vector<uint64_t>& flat);
+
+// Decodes the 64 slices t0 .. t0+63 bit-sliced: out[j] (j < n_out) receives bit j of every slice,
+// slice s at bit s. The 64 windows are transposed once, and each output word is the XOR of the
+// input bit-words selected by row j of the network, read through 4-bit lookup tables.
+void decode_band(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int64_t t0, uint64_t* out);
 
 // Decodes q whole planes with patches applied: out is q * plane_words words.
 void decode_planes(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int q,

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from .bcq import BCQResult, bcq_dequantize, bcq_quantize, quantization_error
 from .info import __version__, build_info, get_num_threads, set_num_threads, set_simd_level
+from .lowrank_index import LowRankMask
+from .lowrank_search import lowrank_mask, retained_importance
 from .masks import BitmapMask, MaskFormat
 from .pruning import magnitude_mask
 from .stream import FORMAT_VERSION, StreamError, peek_header
@@ -22,6 +24,7 @@ __all__ = [
     "BCQResult",
     "BitmapMask",
     "EncodedWeight",
+    "LowRankMask",
     "FORMAT_VERSION",
     "MaskFormat",
     "StreamError",
@@ -34,9 +37,11 @@ __all__ = [
     "default_n_out",
     "encode",
     "get_num_threads",
+    "lowrank_mask",
     "magnitude_mask",
     "peek_header",
     "quantization_error",
+    "retained_importance",
     "set_num_threads",
     "set_simd_level",
 ]

@@ -23,6 +23,16 @@ def pack_bits(bits: np.ndarray) -> np.ndarray:
     return out.view("<u8").astype(np.uint64, copy=False)
 
 
+def pack_rows(bits: np.ndarray) -> np.ndarray:
+    """Pack the last axis of a boolean array into uint64 words: shape (..., n) -> (..., ceil(n / 64))."""
+    arr = np.asarray(bits, dtype=bool)
+    n = arr.shape[-1]
+    packed = np.packbits(arr, axis=-1, bitorder="little")
+    out = np.zeros(arr.shape[:-1] + (words_for(n) * 8,), dtype=np.uint8)
+    out[..., : packed.shape[-1]] = packed
+    return np.ascontiguousarray(out).view("<u8").astype(np.uint64, copy=False)
+
+
 def count_bits(words: np.ndarray) -> int:
     """Number of set bits in packed words."""
     w = np.asarray(words, dtype=np.uint64)

@@ -111,7 +111,16 @@ class BitmapMask(MaskFormat):
         return cls(shape, words)
 
 
-MASK_FORMATS: dict[str, type[MaskFormat]] = {BitmapMask.format_id: BitmapMask}
+MASK_FORMATS: dict[str, type[MaskFormat]] = {}
+
+
+def register_mask_format(cls: type[MaskFormat]) -> type[MaskFormat]:
+    """Make a mask format readable from streams under its ``format_id``."""
+    MASK_FORMATS[cls.format_id] = cls
+    return cls
+
+
+register_mask_format(BitmapMask)
 
 
 def mask_from_stream(shape: tuple[int, int], spec: Any, payload: bytes) -> MaskFormat:

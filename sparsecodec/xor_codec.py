@@ -18,6 +18,8 @@ import numpy as np
 from . import _native
 from .bcq import BCQ_METHODS, MAX_BITS, SCALE_DTYPES, bcq_dequantize, bcq_quantize, groups_for, quantization_error
 from .bitpack import bytes_to_words, pack_bits, unpack_bits, words_to_bytes
+from .lowrank_index import LowRankMask  # noqa: F401  (registers the "lowrank" stream mask format)
+from .lowrank_search import lowrank_mask
 from .masks import MASK_FORMATS, BitmapMask, MaskFormat, mask_from_stream
 from .pruning import magnitude_mask
 from .stream import StreamError, read_stream, write_stream
@@ -33,10 +35,17 @@ DEFAULT_SEED = 0
 MAX_N_OUT = 8192
 MAX_DEPTH = 4
 MAX_CHAIN = 1 << 20
+MAX_GROUP_BANDS = 1024
+LAYOUTS = ("linear", "scatter")
 # n_out = factor * n_in / (1 - S) maximised measured efficiency on i.i.d. masks at S = 0.5 .. 0.95
 # (bench/README.md): larger slices overload more of them, which the cheap patches absorb.
 _N_OUT_FACTOR = {1: 1.10}
 _N_OUT_FACTOR_DEEP = 1.25
+
+
+def default_group_bands(n_out: int) -> int:
+    """Bands of 64 slices per scatter group: groups of about 2^17 weights (16 KiB of bits per plane)."""
+    return int(min(64, max(1, -(-(1 << 17) // (64 * n_out)))))
 
 
 def default_n_in(depth: int) -> int:
@@ -65,13 +74,31 @@ class QuantSpec:
 
 @dataclass(frozen=True)
 class XorSpec:
-    """The XOR network and slicing of the bit-planes."""
+    """The XOR network and slicing of the bit-planes.
+
+    ``layout`` places the slices in the matrix: ``"linear"`` (slice t holds positions
+    [t n_out, (t + 1) n_out)) or ``"scatter"`` (each slice samples n_out scattered words of a group of
+    ``group_bands`` x 64 slices, which keeps structured masks efficient; see csrc/slice_layout.h).
+    """
 
     n_in: int
     n_out: int
     depth: int
     seed: int
     chain: int
+    layout: str = "linear"
+    group_bands: int = 0  # scatter layout only; 0 = the decoder's own chunking for "linear"
+
+    def native_args(self) -> tuple:
+        """(n_in, n_out, depth, seed, chain, layout, group_bands) as the kernels take them."""
+        bands = self.group_bands or default_group_bands(self.n_out)
+        return self.n_in, self.n_out, self.depth, self.seed, self.chain, self.layout, bands
+
+    def header(self) -> dict[str, Any]:
+        base = {"n_in": self.n_in, "n_out": self.n_out, "depth": self.depth, "seed": self.seed, "chain": self.chain}
+        if self.layout == "scatter":
+            base.update(layout=self.layout, group_bands=self.group_bands)
+        return base
 
 
 @dataclass(eq=False)
@@ -174,9 +201,7 @@ class EncodedWeight:
     def decode_planes(self) -> np.ndarray:
         """The decoded sign planes as bool (bits, rows, cols), patches applied (pruned positions hold
         whatever the XOR network produces there)."""
-        words = _native.core().decode_planes(
-            self.code, list(self.patches), self.size, self.n_in, self.n_out, self.depth, self.seed, self.chain
-        )
+        words = _native.core().decode_planes(self.code, list(self.patches), self.size, *self.xor.native_args())
         return np.stack([unpack_bits(w, self.size).reshape(self.shape) for w in words])
 
     def _patch_gaps(self, plane: int) -> np.ndarray:
@@ -201,7 +226,7 @@ class EncodedWeight:
             "dtype": self.source_dtype,
             "bits": self.bits,
             "quant": {"method": self.quant_method, "group_size": self.group_size, "scale_dtype": self.scale_dtype},
-            "xor": dataclasses.asdict(self.xor),
+            "xor": self.xor.header(),
             "mask": {"format": self.mask.format_id, **self.mask.params()},
             "patches": {"coding": "rice-care-gaps", "counts": [int(len(p)) for p in self.patches], "rice_k": rice_k},
         }
@@ -245,15 +270,21 @@ def encode(
     depth: int = DEFAULT_DEPTH,
     seed: int = DEFAULT_SEED,
     chain: int = DEFAULT_CHAIN,
-    mask_format: str = "bitmap",
+    layout: str = "scatter",
+    mask_format: str | None = None,
+    rank: int | None = None,
+    tile: Any = None,
+    importance: Any = None,
 ) -> EncodedWeight:
     """Prune, quantise and XOR-encode a 2-D float weight matrix.
 
     Args:
         weights: 2-D float array (rows = output features, cols = input features).
-        mask: boolean keep-mask (True = kept) of the same shape. With neither ``mask`` nor
-            ``sparsity``, exact zeros of ``weights`` are taken as pruned.
-        sparsity: prune this share of weights by magnitude (instead of giving a mask).
+        mask: boolean keep-mask (True = kept) of the same shape, or a stored mask object
+            (:class:`BitmapMask`, :class:`LowRankMask`) that is kept as it is. With neither
+            ``mask`` nor ``sparsity``, exact zeros of ``weights`` are taken as pruned.
+        sparsity: prune this share of weights (by magnitude, or by the low-rank index search)
+            instead of giving a mask.
         bits: BCQ bit-planes q, 1..8.
         group_size: columns per scale group; None = one set of scales per row.
         method: BCQ fitting, ``"greedy"`` or ``"alternating"``.
@@ -265,7 +296,13 @@ def encode(
             previous depth-1 words, encoded by dynamic programming).
         seed: seed of the XOR network.
         chain: slices per shift-register chain (a multiple of 64; depth >= 2 only).
-        mask_format: how the keep-mask is stored (``"bitmap"``).
+        layout: ``"scatter"`` (each slice samples weights spread over a group, so structured masks
+            encode as well as random ones) or ``"linear"`` (slices are consecutive weights).
+        mask_format: how the keep-mask is stored: ``"bitmap"`` (one bit per weight, the default) or
+            ``"lowrank"`` (tiled Boolean product of binary factors, chosen here to keep the most
+            ``importance`` at ``sparsity``; see :func:`sparsecodec.lowrank_mask`).
+        rank, tile: rank per tile (default 8) and tile shape (default: one tile) of ``"lowrank"``.
+        importance: what the low-rank search keeps (default ``|weights|``).
     """
     w, source_dtype = as_weight_matrix(weights)
     rows, cols = w.shape
@@ -276,31 +313,24 @@ def encode(
     if chain % 64:
         raise ValueError(f"chain must be a multiple of 64, got {chain}")
     iterations = as_int(iterations, "iterations", 0, 10_000)
+    as_choice(layout, "layout", LAYOUTS)
     as_choice(method, "method", BCQ_METHODS)
     as_choice(scale_dtype, "scale_dtype", tuple(SCALE_DTYPES))
-    as_choice(mask_format, "mask_format", tuple(MASK_FORMATS))
     gs = cols if group_size is None else min(as_int(group_size, "group_size", 1, 1 << 40), cols)
-
-    if mask is not None and sparsity is not None:
-        raise ValueError("give either mask or sparsity, not both")
-    if mask is not None:
-        keep = as_keep_mask(mask, w.shape)
-    elif sparsity is not None:
-        keep = magnitude_mask(w, as_fraction(sparsity, "sparsity"))
-    else:
-        keep = w != 0
-    mask_obj = BitmapMask.from_dense(keep)
+    mask_obj = _resolve_mask(w, mask, sparsity, mask_format, rank, tile, importance)
+    keep = mask_obj.to_dense()
 
     n_in = default_n_in(depth) if n_in is None else as_int(n_in, "n_in", 1, 64)
     n_out = default_n_out(n_in, depth, mask_obj.sparsity) if n_out is None else as_int(n_out, "n_out", 1, MAX_N_OUT)
     core = _native.core()
     core.check_network(n_in, n_out, depth)
 
+    xor = XorSpec(n_in, n_out, depth, seed, chain, layout, default_group_bands(n_out) if layout == "scatter" else 0)
     quant = bcq_quantize(w, keep, q, group_size=gs, method=method, iterations=iterations, scale_dtype=scale_dtype)
     approx = bcq_dequantize(quant.scales, quant.planes, keep, gs)
     targets = np.stack([pack_bits(p) for p in quant.planes])
-    code, patches = core.encode_planes(targets, mask_obj.bits(), rows * cols, n_in, n_out, depth, seed, chain)
-    specs = (QuantSpec(q, method, gs, scale_dtype), XorSpec(n_in, n_out, depth, seed, chain))
+    code, patches = core.encode_planes(targets, mask_obj.bits(), rows * cols, *xor.native_args())
+    specs = (QuantSpec(q, method, gs, scale_dtype), xor)
     return EncodedWeight(
         (rows, cols),
         source_dtype,
@@ -311,6 +341,41 @@ def encode(
         tuple(patches),
         quantization_error(w, approx, keep),
     )
+
+
+def _resolve_mask(w, mask, sparsity, mask_format, rank, tile, importance) -> MaskFormat:
+    """The stored keep-mask that encode() was asked for."""
+    if mask is not None and sparsity is not None:
+        raise ValueError("give either mask or sparsity, not both")
+    if isinstance(mask, MaskFormat):
+        if mask.shape != w.shape:
+            raise ValueError(f"mask shape {mask.shape} does not match weights shape {w.shape}")
+        if mask_format not in (None, mask.format_id):
+            raise ValueError(f"mask is a {mask.format_id!r} mask but mask_format={mask_format!r} was asked for")
+        if rank is not None or tile is not None or importance is not None:
+            raise ValueError("rank, tile and importance choose a new low-rank mask; the given mask is used as it is")
+        return mask
+    fmt = as_choice("bitmap" if mask_format is None else mask_format, "mask_format", tuple(MASK_FORMATS))
+    if fmt == "lowrank":
+        if mask is not None:
+            raise ValueError(
+                "mask_format='lowrank' chooses its own mask: pass sparsity (and optionally importance), "
+                "or pass a LowRankMask as mask"
+            )
+        target = as_fraction(sparsity, "sparsity") if sparsity is not None else float(np.mean(w == 0))
+        imp = np.abs(w) if importance is None else importance
+        if np.shape(imp) != w.shape:
+            raise ValueError(f"importance shape {np.shape(imp)} does not match weights shape {w.shape}")
+        return lowrank_mask(imp, target, 8 if rank is None else rank, tile)
+    if rank is not None or tile is not None or importance is not None:
+        raise ValueError(f"rank, tile and importance apply to mask_format='lowrank', not {fmt!r}")
+    if mask is not None:
+        keep = as_keep_mask(mask, w.shape)
+    elif sparsity is not None:
+        keep = magnitude_mask(w, as_fraction(sparsity, "sparsity"))
+    else:
+        keep = w != 0
+    return BitmapMask.from_dense(keep)
 
 
 def decode(enc: EncodedWeight, out: np.ndarray | None = None) -> np.ndarray:
@@ -328,19 +393,8 @@ def decode(enc: EncodedWeight, out: np.ndarray | None = None) -> np.ndarray:
             raise ValueError("out must be C-contiguous and writeable")
     rows, cols = enc.shape
     return _native.core().decode_dense(
-        enc.code,
-        list(enc.patches),
-        enc.mask.bits(),
-        rows,
-        cols,
-        enc.scales,
-        enc.group_size,
-        enc.n_in,
-        enc.n_out,
-        enc.depth,
-        enc.seed,
-        enc.chain,
-        out,
+        enc.code, list(enc.patches), enc.mask.bits(), rows, cols, enc.scales, enc.group_size,
+        *enc.xor.native_args(), out,
     )
 
 
@@ -375,7 +429,22 @@ def _int_field(header: dict, path: str, low: int, high: int) -> int:
     return v
 
 
+def _check_keys(obj: Any, path: str, required: set[str], optional: set[str] = frozenset()) -> None:
+    """Unknown keys are refused, so that a field added by a later format can never be ignored."""
+    if not isinstance(obj, dict):
+        raise StreamError(f"stream header {path!r} must be an object")
+    missing, unknown = required - set(obj), set(obj) - required - optional
+    if missing:
+        raise StreamError(f"stream header {path!r} lacks {sorted(missing)}")
+    if unknown:
+        raise StreamError(f"stream header {path!r} has unknown fields {sorted(unknown)}")
+
+
 def _parse_xor_bcq(header: dict[str, Any], sections: dict[str, bytes]) -> EncodedWeight:
+    _check_keys(header, "header", {"shape", "dtype", "bits", "quant", "xor", "mask", "patches"}, {"info"})
+    _check_keys(header["quant"], "quant", {"method", "group_size", "scale_dtype"})
+    _check_keys(header["xor"], "xor", {"n_in", "n_out", "depth", "seed", "chain"}, {"layout", "group_bands"})
+    _check_keys(header["patches"], "patches", {"coding", "counts", "rice_k"})
     shape = _field(header, "shape", list)
     if len(shape) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in shape):
         raise StreamError("stream header 'shape' must be two positive integers")
@@ -398,6 +467,13 @@ def _parse_xor_bcq(header: dict[str, Any], sections: dict[str, bytes]) -> Encode
     chain = _int_field(header, "xor.chain", 64, MAX_CHAIN)
     if chain % 64:
         raise StreamError("stream header 'xor.chain' must be a multiple of 64")
+    layout = header["xor"].get("layout", "linear")
+    if layout == "scatter":
+        group_bands = _int_field(header, "xor.group_bands", 1, MAX_GROUP_BANDS)
+    elif layout == "linear" and "group_bands" not in header["xor"]:
+        group_bands = 0
+    else:
+        raise StreamError(f"stream uses an unknown slice layout {layout!r}")
     try:
         _native.core().check_network(n_in, n_out, depth)
     except ValueError as exc:
@@ -463,5 +539,5 @@ def _parse_xor_bcq(header: dict[str, Any], sections: dict[str, bytes]) -> Encode
             and math.isfinite(rel)
         ):
             quant_error = {"rmse": float(rmse), "relative": float(rel)}
-    specs = (QuantSpec(q, quant_method, group_size, scale_dtype), XorSpec(n_in, n_out, depth, seed, chain))
+    specs = (QuantSpec(q, quant_method, group_size, scale_dtype), XorSpec(n_in, n_out, depth, seed, chain, layout, group_bands))
     return EncodedWeight((rows, cols), source_dtype, *specs, scales, mask, code, tuple(patches), quant_error)

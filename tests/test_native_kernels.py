@@ -210,3 +210,60 @@ def test_bindings_reject_wrong_types():
         core().check_network(8, 100, 9)
     with pytest.raises(ValueError, match="n_in \\* depth"):
         core().check_network(11, 100, 2)
+
+
+def _scatter_positions_reference(length, n_out, group_bands, seed):
+    """Stream format 1's scatter layout, written independently from csrc/slice_layout.h."""
+    mask64 = (1 << 64) - 1
+    slices = -(-length // n_out)
+    order = list(range(slices * n_out))
+    full_bands = slices // 64
+    first_band = 0
+    while first_band < full_bands:
+        bands = min(group_bands, full_bands - first_band)
+        words = bands * n_out
+        state = (seed ^ (words * 0xD1B54A32D192ED03)) & mask64
+
+        def nxt():
+            nonlocal state
+            state = (state + 0x9E3779B97F4A7C15) & mask64
+            z = state
+            z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask64
+            z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask64
+            return z ^ (z >> 31)
+
+        perm = list(range(words))
+        for i in range(words - 1, 0, -1):
+            j = nxt() % (i + 1)
+            perm[i], perm[j] = perm[j], perm[i]
+        rot = [nxt() & 63 for _ in range(words)]
+        start = first_band * 64 * n_out
+        for g in range(bands):
+            for s in range(64):
+                for j in range(n_out):
+                    u = g * n_out + j
+                    order[start + (g * 64 + s) * n_out + j] = start + 64 * perm[u] + ((s + rot[u]) & 63)
+        first_band += bands
+    return order
+
+
+@pytest.mark.parametrize("length,n_out,group_bands", [(64 * 70 * 5 + 33, 70, 2), (64 * 64 * 3, 64, 3), (9000, 100, 1)])
+def test_scatter_layout_is_the_format_1_definition(length, n_out, group_bands):
+    got = core().layout_positions(length, 8, n_out, 1, 77, 64, "scatter", group_bands)
+    assert got.tolist() == _scatter_positions_reference(length, n_out, group_bands, 77)
+    assert core().layout_positions(length, 8, n_out, 1, 77, 64, "linear", 1).tolist() == list(range(len(got)))
+
+
+@pytest.mark.parametrize("n_in,n_out,depth,group_bands", [(8, 88, 2, 2), (64, 300, 1, 1), (5, 13, 1, 4), (3, 20, 3, 3)])
+def test_scatter_decode_matches_definition(n_in, n_out, depth, group_bands, rng, simd_level):
+    """Bit-sliced band decoding placed by the scatter layout equals the GF(2) definition moved to the
+    layout's positions."""
+    length = 64 * n_out * 5 + 77
+    n_slices = -(-length // n_out)
+    code = pack_bits(rng.random(n_slices * n_in) < 0.5)
+    got = core().decode_planes(code[None], [np.zeros(0, np.int64)], length, n_in, n_out, depth, 7, 64, "scatter", group_bands)
+    slice_order = _window_reference(code, n_slices * n_out, n_in, n_out, depth, 7, 64)
+    positions = core().layout_positions(length, n_in, n_out, depth, 7, 64, "scatter", group_bands)
+    want = np.zeros(n_slices * n_out, bool)
+    want[positions] = slice_order
+    assert np.array_equal(unpack_bits(got[0], length), want[:length])

@@ -26,13 +26,14 @@ def _masks(shape, rng):
     yield "block", block
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (3, 1000), (1000, 7), (17, 129), (64, 64)])
+@pytest.mark.parametrize("shape", [(1, 1), (3, 1000), (1000, 7), (17, 129), (64, 64), (300, 700)])
 @pytest.mark.parametrize("bits", [1, 2, 3, 4])
 @pytest.mark.parametrize("depth", [1, 2])
-def test_round_trip_shapes_masks(shape, bits, depth, rng):
+@pytest.mark.parametrize("layout", ["scatter", "linear"])
+def test_round_trip_shapes_masks(shape, bits, depth, layout, rng):
     w = rng.standard_normal(shape).astype(np.float32)
     for name, mask in _masks(shape, rng):
-        enc = sc.encode(w, mask=mask, bits=bits, depth=depth)
+        enc = sc.encode(w, mask=mask, bits=bits, depth=depth, layout=layout)
         out = sc.decode(enc)
         assert_bit_equal(out, reference_decode(w, mask, bits))
         again = sc.EncodedWeight.from_bytes(enc.to_bytes())
@@ -69,8 +70,8 @@ def test_round_trip_every_simd_level_and_thread_count(simd_level, threads, rng):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    rows=st.integers(1, 40),
-    cols=st.integers(1, 300),
+    rows=st.integers(1, 80),
+    cols=st.integers(1, 400),
     density=st.floats(0.0, 1.0),
     bits=st.integers(1, 4),
     depth=st.sampled_from([1, 2]),
@@ -78,8 +79,9 @@ def test_round_trip_every_simd_level_and_thread_count(simd_level, threads, rng):
     net_seed=st.integers(0, 2**64 - 1),
     custom_network=st.booleans(),
     kind=st.sampled_from(["normal", "integers", "tiny", "huge"]),
+    layout=st.sampled_from(["scatter", "linear"]),
 )
-def test_round_trip_property(rows, cols, density, bits, depth, seed, net_seed, custom_network, kind):
+def test_round_trip_property(rows, cols, density, bits, depth, seed, net_seed, custom_network, kind, layout):
     rng = np.random.default_rng(seed)
     shape = (rows, cols)
     if kind == "normal":
@@ -96,7 +98,7 @@ def test_round_trip_property(rows, cols, density, bits, depth, seed, net_seed, c
     if custom_network:
         n_in = int(rng.integers(1, 11 if depth == 2 else 65))
         kwargs = dict(n_in=n_in, n_out=int(rng.integers(n_in, 4 * n_in + 2)))
-    enc = sc.encode(w, mask=mask, bits=bits, depth=depth, seed=net_seed, chain=64, **kwargs)
+    enc = sc.encode(w, mask=mask, bits=bits, depth=depth, seed=net_seed, chain=64, layout=layout, **kwargs)
     out = sc.decode(enc)
     assert_bit_equal(out, reference_decode(w, mask, bits))
     assert_bit_equal(sc.decode(sc.EncodedWeight.from_bytes(enc.to_bytes())), out)
