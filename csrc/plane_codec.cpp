@@ -186,11 +186,12 @@ void decode_slices(const XorNetwork& net, const PlaneGeometry& geo, const uint64
     decode_slices_scalar(net, geo, code, s0, s1, out);
 }
 
-void decode_band(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int64_t t0, uint64_t* out) {
-    uint64_t x[64];
+void decode_band(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int64_t t0, int slices,
+                 uint64_t* out) {
+    uint64_t x[64] = {};
     WindowCursor cursor(net, geo, code, t0);
-    for (int s = 0; s < 64; ++s) {
-        if (s) cursor.advance();
+    for (int s = 0; s < slices; ++s) {
+        if (s) cursor.advance();  // never reads past the last of the slices
         x[s] = cursor.window();
     }
     transpose64(x);  // x[c]: bit c of the 64 windows
@@ -216,17 +217,18 @@ void decode_group(const XorNetwork& net, const PlaneGeometry& geo, const SliceLa
                   const SliceGroup& group, const uint64_t* code, std::vector<uint64_t>& band_buf,
                   std::vector<uint64_t>& flat) {
     const size_t words = size_t((group.positions + 63) / 64 + 2);
-    if (!group.scattered) {
-        flat.assign(words, 0);
+    flat.assign(words, 0);
+    if (group.placement == Placement::linear) {
         decode_slices(net, geo, code, group.first_slice, group.first_slice + group.slices, flat.data());
         return;
     }
-    // Scattered groups: each band decodes bit-sliced straight into the words the layout places.
-    flat.assign(words, 0);
+    // Scattered groups and the interleaved tail: each band decodes bit-sliced straight into the
+    // words the layout places.
     band_buf.resize(size_t(net.n_out));
-    for (int64_t band = 0; band < group.slices / 64; ++band) {
-        decode_band(net, geo, code, group.first_slice + 64 * band, band_buf.data());
-        layout.place_band(group, band, band_buf.data(), flat.data());
+    for (int64_t first = 0; first < group.slices; first += 64) {
+        const int n = int(std::min<int64_t>(64, group.slices - first));
+        decode_band(net, geo, code, group.first_slice + first, n, band_buf.data());
+        layout.place_band(group, first / 64, band_buf.data(), flat.data());
     }
 }
 

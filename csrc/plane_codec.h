@@ -59,10 +59,12 @@ void decode_group(const XorNetwork& net, const PlaneGeometry& geo, const SliceLa
                   const SliceGroup& group, const uint64_t* code, std::vector<uint64_t>& band_buf,
                   std::vector<uint64_t>& flat);
 
-// Decodes the 64 slices t0 .. t0+63 bit-sliced: out[j] (j < n_out) receives bit j of every slice,
-// slice s at bit s. The 64 windows are transposed once, and each output word is the XOR of the
-// input bit-words selected by row j of the network, read through 4-bit lookup tables.
-void decode_band(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int64_t t0, uint64_t* out);
+// Decodes the slices t0 .. t0+slices-1 (slices <= 64) bit-sliced: out[j] (j < n_out) receives bit j
+// of every slice, slice s at bit s (zero above `slices`). The windows are transposed once, and each
+// output word is the XOR of the input bit-words selected by row j of the network, read through
+// 4-bit lookup tables.
+void decode_band(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int64_t t0, int slices,
+                 uint64_t* out);
 
 // Decodes q whole planes with patches applied: out is q * plane_words words.
 void decode_planes(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int q,

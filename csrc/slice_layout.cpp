@@ -43,16 +43,20 @@ SliceLayout::SliceLayout(const XorNetwork& net, int64_t length, LayoutKind kind,
     const int64_t scattered_slices = kind == LayoutKind::scatter ? (slices_ / 64) * 64 : 0;
     for (int64_t s = 0; s < scattered_slices; s += per_group) {
         const int64_t n = std::min(per_group, scattered_slices - s);
-        groups_.push_back({s, n, s * n_out_, n * n_out_, true, int(n / 64 * n_out_)});
+        groups_.push_back({s, n, s * n_out_, n * n_out_, Placement::scattered, int(n / 64 * n_out_)});
     }
-    // Linear groups (the whole plane for the linear layout, else the last incomplete band) are
-    // cut the same way so that decoding works on cache-sized pieces.
-    for (int64_t s = scattered_slices; s < slices_; s += per_group) {
+    if (kind == LayoutKind::scatter && scattered_slices < slices_) {
+        const int64_t n = slices_ - scattered_slices;  // fewer than 64: the interleaved tail
+        groups_.push_back({scattered_slices, n, scattered_slices * n_out_, n * n_out_, Placement::interleaved, 0});
+    }
+    // The linear layout is cut into groups of the same size so that decoding works on cache-sized
+    // pieces.
+    for (int64_t s = kind == LayoutKind::scatter ? slices_ : 0; s < slices_; s += per_group) {
         const int64_t n = std::min(per_group, slices_ - s);
-        groups_.push_back({s, n, s * n_out_, n * n_out_, false, 0});
+        groups_.push_back({s, n, s * n_out_, n * n_out_, Placement::linear, 0});
     }
     for (const SliceGroup& g : groups_) {
-        if (!g.scattered) continue;
+        if (g.placement != Placement::scattered) continue;
         Shuffle& sh = (g.words == groups_.front().words) ? full_ : last_;
         if (!sh.perm.empty()) continue;
         const uint64_t w = uint64_t(g.words);
@@ -70,6 +74,11 @@ const SliceLayout::Shuffle& SliceLayout::shuffle_for(int words) const {
 }
 
 void SliceLayout::place_band(const SliceGroup& group, int64_t band, const uint64_t* band_words, uint64_t* flat) const {
+    if (group.placement == Placement::interleaved) {
+        const int r = int(group.slices);
+        for (int j = 0; j < n_out_; ++j) or_bits(flat, int64_t(j) * r, band_words[j], r);
+        return;
+    }
     const Shuffle& sh = shuffle_for(group.words);
     const int64_t u0 = band * n_out_;
     for (int j = 0; j < n_out_; ++j) flat[sh.perm[size_t(u0 + j)]] = rotl(band_words[j], sh.rot[size_t(u0 + j)]);
@@ -77,11 +86,20 @@ void SliceLayout::place_band(const SliceGroup& group, int64_t band, const uint64
 
 void SliceLayout::to_slice(const SliceGroup& group, const uint64_t* flat, uint64_t* slice_bits) const {
     const int64_t words = (group.positions + 63) / 64;
-    if (!group.scattered) {
+    if (group.placement == Placement::linear) {
         std::copy(flat, flat + words, slice_bits);
         return;
     }
     std::fill(slice_bits, slice_bits + words, uint64_t(0));
+    if (group.placement == Placement::interleaved) {
+        const int r = int(group.slices);
+        for (int j = 0; j < n_out_; ++j) {
+            const uint64_t w = read_bits(flat, int64_t(j) * r, r);
+            for (int s = 0; s < r; ++s)
+                if ((w >> s) & 1) or_bits(slice_bits, int64_t(s) * n_out_ + j, 1, 1);
+        }
+        return;
+    }
     const Shuffle& sh = shuffle_for(group.words);
     uint64_t block[64];
     for (int64_t band = 0; band < group.slices / 64; ++band) {
@@ -102,10 +120,10 @@ int64_t SliceLayout::flat_position(int64_t p) const {
     const int64_t t = p / n_out_;
     const int j = int(p - t * n_out_);
     const int64_t per_group = 64 * int64_t(group_bands_);
-    const int64_t g = t / per_group;  // scattered groups start at multiples of per_group slices
-    if (g >= group_count()) return p;
-    const SliceGroup& group = groups_[size_t(g)];
-    if (!group.scattered || t >= group.first_slice + group.slices) return p;  // the linear tail
+    const SliceGroup& tail = groups_.back();
+    if (tail.placement == Placement::interleaved && t >= tail.first_slice)
+        return tail.first_pos + int64_t(j) * tail.slices + (t - tail.first_slice);
+    const SliceGroup& group = groups_[size_t(t / per_group)];  // scattered groups start every per_group slices
     const Shuffle& sh = shuffle_for(group.words);
     const int64_t local = t - group.first_slice;
     const int64_t u = (local / 64) * n_out_ + j;

@@ -13,6 +13,8 @@
 //   group. The slices of a last incomplete band stay linear.
 //   perm and rot come from splitmix64(seed XOR (W * 0xD1B54A32D192ED03)), W = words of the group:
 //   a Fisher-Yates shuffle (j = next() mod (i + 1) for i = W-1 .. 1), then rot[u] = next() & 63.
+//   The r < 64 slices of a last incomplete band are interleaved instead: offset j of tail slice s
+//   holds position tail start + j * r + s.
 //   (Part of stream format 1's "scatter" layout: never change it.)
 //
 // Positions at or beyond the plane length (the padding of the last slice) are don't-care.
@@ -29,12 +31,14 @@ enum class LayoutKind : int { linear = 0, scatter = 1 };
 
 constexpr int kMaxGroupBands = 1024;
 
+enum class Placement : int { linear, scattered, interleaved };
+
 struct SliceGroup {
     int64_t first_slice;  // multiple of 64
     int64_t slices;
     int64_t first_pos;    // first_slice * n_out (a multiple of 64)
     int64_t positions;    // slices * n_out (may run past the plane length in the last group)
-    bool scattered;
+    Placement placement;
     int words;            // scattered groups: 64-bit words of the group (bands * n_out)
 };
 
@@ -51,8 +55,8 @@ public:
     // Flat bits of a group (bit 0 = its first position) -> slice-order bits (bit 0 = its first
     // slice's first bit), overwriting ceil(positions / 64) words; what the encoder works on.
     void to_slice(const SliceGroup& group, const uint64_t* flat, uint64_t* slice_bits) const;
-    // Stores the n_out words of one band (word j = offset j of the band's 64 slices, slice s at bit
-    // s) at their places in the flat bits of a scattered group.
+    // Stores the n_out words of one band (word j = offset j of the band's slices, slice s at bit s)
+    // at their places in the flat bits of a scattered group, or of the interleaved tail (band 0).
     void place_band(const SliceGroup& group, int64_t band, const uint64_t* band_words, uint64_t* flat) const;
     // Flat position of slice-order position p (< padded_length()).
     int64_t flat_position(int64_t p) const;

@@ -43,7 +43,8 @@ def test_stats_account_for_every_bit(layer):
     assert s["total_bpw"] * n <= stream_bits <= s["total_bpw"] * n + 8 * 2048
 
 
-def test_scatter_layout_keeps_structured_masks_efficient():
+@pytest.mark.parametrize("depth", [1, 2])
+def test_scatter_layout_keeps_structured_masks_efficient(depth):
     """Kept weights clustered in rows and column blocks would overload some slices and starve others;
     the scatter layout spreads every slice over a group, so E stays near the i.i.d. figure."""
     rng = np.random.default_rng(9)
@@ -51,7 +52,7 @@ def test_scatter_layout_keeps_structured_masks_efficient():
     row_density = np.clip(rng.gamma(1.0, 0.1, (512, 1)), 0, 1)  # per-row density, CV = 1
     col_density = np.where(np.arange(1024) % 256 < 128, 1.6, 0.4)[None, :]
     mask = rng.random(w.shape) < row_density * col_density
-    linear = sc.encode(w, mask=mask, bits=1, layout="linear").stats["efficiency"]
-    scatter = sc.encode(w, mask=mask, bits=1, layout="scatter").stats["efficiency"]
+    linear = sc.encode(w, mask=mask, bits=1, depth=depth, layout="linear").stats["efficiency"]
+    scatter = sc.encode(w, mask=mask, bits=1, depth=depth, layout="scatter").stats["efficiency"]
     assert scatter >= 0.9
     assert scatter > linear + 0.1

@@ -244,6 +244,10 @@ def _scatter_positions_reference(length, n_out, group_bands, seed):
                     u = g * n_out + j
                     order[start + (g * 64 + s) * n_out + j] = start + 64 * perm[u] + ((s + rot[u]) & 63)
         first_band += bands
+    tail_start, r = full_bands * 64 * n_out, slices - full_bands * 64
+    for s in range(r):  # the last incomplete band is interleaved
+        for j in range(n_out):
+            order[tail_start + s * n_out + j] = tail_start + j * r + s
     return order
 
 
