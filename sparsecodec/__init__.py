@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from .bcq import BCQResult, bcq_dequantize, bcq_quantize, quantization_error
 from .info import __version__, build_info, get_num_threads, set_num_threads, set_simd_level
+from .index_costs import index_costs
 from .lowrank_index import LowRankMask
 from .lowrank_search import lowrank_mask, retained_importance
 from .masks import BitmapMask, MaskFormat
-from .pruning import magnitude_mask
+from .pruning import cubic_sparsity, global_magnitude_masks, magnitude_mask
 from .stream import FORMAT_VERSION, StreamError, peek_header
 from .xor_codec import EncodedWeight, decode, default_n_in, default_n_out, encode
 
@@ -32,11 +33,14 @@ __all__ = [
     "bcq_dequantize",
     "bcq_quantize",
     "build_info",
+    "cubic_sparsity",
     "decode",
     "default_n_in",
     "default_n_out",
     "encode",
     "get_num_threads",
+    "global_magnitude_masks",
+    "index_costs",
     "lowrank_mask",
     "magnitude_mask",
     "peek_header",
