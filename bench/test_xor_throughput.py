@@ -25,9 +25,7 @@ def test_encode_planes_one_thread(benchmark, layer, encoded, depth):
     benchmark.extra_info.update(weights=WEIGHTS, planes=BITS, threads=1, depth=depth)
 
     def run():
-        core().encode_planes(
-            layer["targets"], layer["mask_bits"], WEIGHTS, enc.n_in, enc.n_out, depth, enc.seed, enc.chain
-        )
+        core().encode_planes(layer["targets"], layer["mask_bits"], WEIGHTS, *enc.xor.native_args())
 
     with num_threads(1):
         benchmark.pedantic(run, rounds=3, iterations=1, warmup_rounds=0)

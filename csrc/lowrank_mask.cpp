@@ -21,21 +21,10 @@ void check_lowrank_geometry(const LowRankGeometry& geo) {
 
 void lowrank_row_scalar(const LowRankGeometry& geo, const uint64_t* left, const uint64_t* right, int64_t i,
                         uint64_t* row_out) {
-    const int64_t words = geo.row_words();
-    std::fill(row_out, row_out + words, uint64_t(0));
-    const int64_t a = i / geo.tile_rows;
-    for (int64_t b = 0; b < geo.col_blocks(); ++b) {
-        const uint64_t sel = left[b * geo.rows + i];
-        if (!sel) continue;
-        const int64_t c0 = b * geo.tile_cols, c1 = std::min(geo.cols, c0 + geo.tile_cols);
-        for (int64_t w = c0 >> 6; w <= (c1 - 1) >> 6; ++w) {
-            uint64_t acc = 0;
-            for (uint64_t s = sel; s; s &= s - 1) acc |= right[(a * geo.rank + low_bit(s)) * words + w];
-            // Keep only this block's columns of the word.
-            const int64_t lo = std::max(c0, w * 64) - w * 64, hi = std::min(c1, w * 64 + 64) - w * 64;
-            row_out[w] |= acc & (low_mask(int(hi)) & ~low_mask(int(lo)));
-        }
-    }
+    std::fill(row_out, row_out + geo.row_words(), uint64_t(0));
+    for_each_selecting_block(geo, left, i, [&](uint64_t sel, int64_t a, int64_t c0, int64_t c1) {
+        for (int64_t w = c0 >> 6; w <= (c1 - 1) >> 6; ++w) row_out[w] |= lowrank_block_word(geo, sel, right, a, w, c0, c1);
+    });
 }
 
 void lowrank_decode(const LowRankGeometry& geo, const uint64_t* left, const uint64_t* right, uint64_t* out) {

@@ -14,11 +14,7 @@ void lowrank_row_avx2(const LowRankGeometry& geo, const uint64_t* left, const ui
                       uint64_t* row_out) {
     const int64_t words = geo.row_words();
     std::fill(row_out, row_out + words, uint64_t(0));
-    const int64_t a = i / geo.tile_rows;
-    for (int64_t b = 0; b < geo.col_blocks(); ++b) {
-        const uint64_t sel = left[b * geo.rows + i];
-        if (!sel) continue;
-        const int64_t c0 = b * geo.tile_cols, c1 = std::min(geo.cols, c0 + geo.tile_cols);
+    for_each_selecting_block(geo, left, i, [&](uint64_t sel, int64_t a, int64_t c0, int64_t c1) {
         const int64_t w0 = c0 >> 6, w1 = ((c1 - 1) >> 6) + 1;  // words [w0, w1) hold the block
         // Interior words of the block (fully inside it) are ORed vector-wide.
         const int64_t v0 = (c0 % 64 == 0) ? w0 : w0 + 1;
@@ -33,15 +29,9 @@ void lowrank_row_avx2(const LowRankGeometry& geo, const uint64_t* left, const ui
             _mm256_storeu_si256(dst, _mm256_or_si256(_mm256_loadu_si256(dst), acc));
         }
         // Edge words and the remainder: the scalar rule, word by word.
-        auto scalar_word = [&](int64_t x) {
-            uint64_t acc = 0;
-            for (uint64_t s = sel; s; s &= s - 1) acc |= right[(a * geo.rank + low_bit(s)) * words + x];
-            const int64_t lo = std::max(c0, x * 64) - x * 64, hi = std::min(c1, x * 64 + 64) - x * 64;
-            row_out[x] |= acc & (low_mask(int(hi)) & ~low_mask(int(lo)));
-        };
-        for (int64_t x = w0; x < v0; ++x) scalar_word(x);
-        for (; w < w1; ++w) scalar_word(w);
-    }
+        for (int64_t x = w0; x < v0; ++x) row_out[x] |= lowrank_block_word(geo, sel, right, a, x, c0, c1);
+        for (; w < w1; ++w) row_out[w] |= lowrank_block_word(geo, sel, right, a, w, c0, c1);
+    });
 }
 
 }  // namespace sc

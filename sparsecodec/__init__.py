@@ -12,8 +12,8 @@ Numpy-level API (importing it never imports torch)::
 from __future__ import annotations
 
 from .bcq import BCQResult, bcq_dequantize, bcq_quantize, quantization_error
-from .info import __version__, build_info, get_num_threads, set_num_threads, set_simd_level
 from .index_costs import index_costs
+from .info import __version__, build_info, get_num_threads, set_num_threads, set_simd_level
 from .lowrank_index import LowRankMask
 from .lowrank_search import lowrank_mask, retained_importance
 from .masks import BitmapMask, MaskFormat

@@ -48,7 +48,12 @@ def index_costs(mask: Any) -> dict[str, dict[str, float]]:
     bits: dict[str, dict[str, float]] = {}
 
     def add(name: str, total: float, **extra: float) -> None:
-        bits[name] = {"bits": float(total), "bpw": total / size, "bits_per_kept": total / nnz if nnz else math.inf, **extra}
+        bits[name] = {
+            "bits": float(total),
+            "bpw": total / size,
+            "bits_per_kept": total / nnz if nnz else math.inf,
+            **extra,
+        }
 
     add("bitmap", size)
     add("csr", 32 * (m + 1) + nnz * max(1, math.ceil(math.log2(n))))

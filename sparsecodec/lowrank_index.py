@@ -115,7 +115,10 @@ class LowRankMask(MaskFormat):
         if (
             not isinstance(tile, list)
             or len(tile) != 2
-            or any(isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= s for v, s in zip(tile, shape, strict=True))
+            or any(
+                isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= s
+                for v, s in zip(tile, shape, strict=True)
+            )
         ):
             raise StreamError("low-rank mask tile is invalid")
         row_blocks, col_blocks = tile_grid(shape, (tile[0], tile[1]))

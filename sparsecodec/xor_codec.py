@@ -8,7 +8,6 @@ reproduce are stored as patches. ``decode`` reproduces the dequantised, masked w
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -393,8 +392,15 @@ def decode(enc: EncodedWeight, out: np.ndarray | None = None) -> np.ndarray:
             raise ValueError("out must be C-contiguous and writeable")
     rows, cols = enc.shape
     return _native.core().decode_dense(
-        enc.code, list(enc.patches), enc.mask.bits(), rows, cols, enc.scales, enc.group_size,
-        *enc.xor.native_args(), out,
+        enc.code,
+        list(enc.patches),
+        enc.mask.bits(),
+        rows,
+        cols,
+        enc.scales,
+        enc.group_size,
+        *enc.xor.native_args(),
+        out,
     )
 
 
@@ -539,5 +545,8 @@ def _parse_xor_bcq(header: dict[str, Any], sections: dict[str, bytes]) -> Encode
             and math.isfinite(rel)
         ):
             quant_error = {"rmse": float(rmse), "relative": float(rel)}
-    specs = (QuantSpec(q, quant_method, group_size, scale_dtype), XorSpec(n_in, n_out, depth, seed, chain, layout, group_bands))
+    specs = (
+        QuantSpec(q, quant_method, group_size, scale_dtype),
+        XorSpec(n_in, n_out, depth, seed, chain, layout, group_bands),
+    )
     return EncodedWeight((rows, cols), source_dtype, *specs, scales, mask, code, tuple(patches), quant_error)

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sparsecodec as sc
+
 from conftest import assert_bit_equal, reference_decode
 
 

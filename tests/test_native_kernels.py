@@ -265,7 +265,9 @@ def test_scatter_decode_matches_definition(n_in, n_out, depth, group_bands, rng,
     length = 64 * n_out * 5 + 77
     n_slices = -(-length // n_out)
     code = pack_bits(rng.random(n_slices * n_in) < 0.5)
-    got = core().decode_planes(code[None], [np.zeros(0, np.int64)], length, n_in, n_out, depth, 7, 64, "scatter", group_bands)
+    got = core().decode_planes(
+        code[None], [np.zeros(0, np.int64)], length, n_in, n_out, depth, 7, 64, "scatter", group_bands
+    )
     slice_order = _window_reference(code, n_slices * n_out, n_in, n_out, depth, 7, 64)
     positions = core().layout_positions(length, n_in, n_out, depth, 7, 64, "scatter", group_bands)
     want = np.zeros(n_slices * n_out, bool)
