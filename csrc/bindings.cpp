@@ -13,8 +13,10 @@
 #include "cpu_dispatch.h"
 #include "dense_decode.h"
 #include "lowrank_mask.h"
+#include "matmul.h"
 #include "patch_coding.h"
 #include "plane_codec.h"
+#include "spectral_product.h"
 #include "trellis_encoder.h"
 #include "xor_network.h"
 
@@ -126,6 +128,81 @@ py::array_t<int64_t> map_over_mask(const py::object& mask_obj, int64_t length, c
     py::array_t<int64_t> out(in.shape(0));
     fn(mask.data(), length, in.data(), in.shape(0), out.mutable_data());
     return out;
+}
+
+// A bitmap (flat keep bits) or a low-rank mask: ("bitmap", words) or ("lowrank", left, right, tile_rows,
+// tile_cols, rank), checked against the matrix shape.
+struct MaskArrays {
+    py::array_t<uint64_t> bitmap, left, right;
+    MaskSource source;
+};
+
+MaskArrays require_mask(const py::tuple& spec, int64_t rows, int64_t cols) {
+    MaskArrays m;
+    if (spec.size() == 2 && py::str(spec[0]).cast<std::string>() == "bitmap") {
+        m.bitmap = require_array<uint64_t>(spec[1], "mask", 1);
+        require_len(m.bitmap, 0, (rows * cols + 63) / 64, "mask");
+        m.source.bitmap = m.bitmap.data();
+        return m;
+    }
+    if (spec.size() == 6 && py::str(spec[0]).cast<std::string>() == "lowrank") {
+        LowRankGeometry geo{rows, cols, spec[3].cast<int64_t>(), spec[4].cast<int64_t>(), spec[5].cast<int>()};
+        check_lowrank_geometry(geo);
+        m.left = require_array<uint64_t>(spec[1], "left", 2);
+        m.right = require_array<uint64_t>(spec[2], "right", 3);
+        require_len(m.left, 0, geo.col_blocks(), "left");
+        require_len(m.left, 1, rows, "left");
+        require_len(m.right, 0, geo.row_blocks(), "right");
+        require_len(m.right, 1, geo.rank, "right");
+        require_len(m.right, 2, geo.row_words(), "right");
+        for (int64_t i = 0; i < m.left.size(); ++i)
+            if (geo.rank < 64 && (m.left.data()[i] >> geo.rank))
+                throw std::invalid_argument("left factor words use bits beyond the rank");
+        m.source = MaskSource{nullptr, geo, m.left.data(), m.right.data()};
+        return m;
+    }
+    throw std::invalid_argument("mask must be ('bitmap', words) or ('lowrank', left, right, tile_rows, tile_cols, rank)");
+}
+
+// A weight's sparse form, built (and so validated) natively; Python holds it as an opaque object.
+struct SparsePlanHolder {
+    int64_t rows, cols, group_size;
+    int q;
+    std::vector<int64_t> seg;
+    std::vector<uint16_t> entries;
+    std::vector<uint8_t> codes;
+    SparsePlan view() const { return SparsePlan{seg.data(), entries.data(), codes.empty() ? nullptr : codes.data(), q}; }
+};
+
+// An encoded weight passed as one tuple: (code, patches, mask spec, rows, cols, scales, group_size,
+// n_in, n_out, depth, seed, chain, layout, group_bands), checked and viewed as a MatmulWeight. Owns
+// the network and the arrays it points into.
+struct CheckedWeight {
+    std::unique_ptr<XorNetwork> net;
+    py::array_t<uint64_t> code;
+    py::array_t<float> scales;
+    PatchLists patches;
+    MaskArrays mask;
+    MatmulWeight weight;
+};
+
+CheckedWeight require_weight(const py::tuple& t) {
+    if (t.size() != 14) throw std::invalid_argument("weight must be a 14-field tuple");
+    CheckedWeight cw;
+    const int64_t rows = t[3].cast<int64_t>(), cols = t[4].cast<int64_t>();
+    cw.net.reset(new XorNetwork(t[7].cast<int>(), t[8].cast<int>(), t[9].cast<int>(), t[10].cast<uint64_t>()));
+    const PlaneGeometry geo =
+        geometry(*cw.net, matrix_size(rows, cols), t[11].cast<int64_t>(), t[12].cast<std::string>(), t[13].cast<int>());
+    cw.code = require_array<uint64_t>(t[0], "code", 2);
+    require_len(cw.code, 1, geo.code_words(*cw.net), "code");
+    const int q = int(cw.code.shape(0));
+    cw.scales = require_array<float>(t[5], "scales", 3);
+    const ScaleLayout layout = scale_layout(cw.scales, rows, cols, t[6].cast<int64_t>(), q);
+    cw.patches = require_patches(t[1].cast<py::list>(), q, geo.length);
+    cw.mask = require_mask(t[2].cast<py::tuple>(), rows, cols);
+    cw.weight = MatmulWeight{cw.net.get(), geo, cw.code.data(), cw.patches.ptrs, cw.patches.counts, cw.mask.source,
+                             layout, rows, cols};
+    return cw;
 }
 
 py::dict build_info() {
@@ -341,6 +418,76 @@ PYBIND11_MODULE(_core, m) {
         py::arg("data"), py::arg("n"), py::arg("k"), py::arg("max_value"));
 
     m.def(
+        "decode_rows",
+        [](py::tuple weight, int64_t r0, int64_t r1, py::object out_obj) {
+            CheckedWeight cw = require_weight(weight);
+            const MatmulWeight& w = cw.weight;
+            if (r0 < 0 || r1 > w.rows || r0 >= r1) throw std::invalid_argument("row range out of bounds");
+            auto out = require_array<float>(out_obj, "out", 2);
+            if (out.shape(0) < r1 - r0 || out.shape(1) != w.cols || !out.writeable())
+                throw std::invalid_argument("out must be a writeable float32 array of at least (r1 - r0, cols)");
+            {
+                py::gil_scoped_release release;
+                decode_rows(w, r0, r1, out.mutable_data());
+            }
+        },
+        py::arg("weight"), py::arg("r0"), py::arg("r1"), py::arg("out"),
+        "Dequantised rows [r0, r1) of an encoded weight into out (a decoded tile).");
+
+    m.def(
+        "matmul",
+        [](py::object x_obj, py::tuple weight, const std::string& strategy, py::object plan_obj) {
+            CheckedWeight cw = require_weight(weight);
+            const MatmulWeight& w = cw.weight;
+            const int64_t rows = w.rows, cols = w.cols, group_size = w.scales.group_size;
+            auto x = require_array<float>(x_obj, "x", 2);
+            require_len(x, 1, cols, "x");
+            MatmulStrategy kind;
+            SparsePlan plan;
+            if (strategy == "lut") {
+                kind = MatmulStrategy::lut;
+            } else if (strategy == "sparse") {
+                kind = MatmulStrategy::sparse;
+                if (plan_obj.is_none()) throw std::invalid_argument("the sparse strategy needs a SparsePlan");
+                const SparsePlanHolder& holder = plan_obj.cast<const SparsePlanHolder&>();
+                if (holder.rows != rows || holder.cols != cols || holder.group_size != group_size || holder.q != w.q())
+                    throw std::invalid_argument("the SparsePlan was built for another weight shape or grouping");
+                plan = holder.view();
+            } else {
+                throw std::invalid_argument("strategy must be 'lut' or 'sparse', got '" + strategy + "'");
+            }
+            const int64_t batch = x.shape(0);
+            py::array_t<float> out({batch, rows});
+            if (batch > 0) {
+                py::gil_scoped_release release;
+                compressed_matmul(w, kind, kind == MatmulStrategy::sparse ? &plan : nullptr, x.data(), batch,
+                                  out.mutable_data());
+            }
+            return out;
+        },
+        py::arg("x"), py::arg("weight"), py::arg("strategy"), py::arg("plan"),
+        "x @ W^T from the compressed weight with the 'lut' or 'sparse' kernel; returns (batch, rows) float32.");
+
+    py::class_<SparsePlanHolder>(m, "SparsePlan",
+                                 "A weight's sparse form for the sparse kernel: per kept weight its column and bit pattern.")
+        .def(py::init([](py::tuple weight) {
+                 CheckedWeight cw = require_weight(weight);
+                 const MatmulWeight& w = cw.weight;
+                 auto holder = std::make_unique<SparsePlanHolder>(
+                     SparsePlanHolder{w.rows, w.cols, w.scales.group_size, w.q(), {}, {}, {}});
+                 {
+                     py::gil_scoped_release release;
+                     build_sparse_plan(w, holder->seg, holder->entries, holder->codes);
+                 }
+                 return holder;
+             }),
+             py::arg("weight"))
+        .def_property_readonly("kept", [](const SparsePlanHolder& h) { return h.seg.back(); })
+        .def_property_readonly("nbytes", [](const SparsePlanHolder& h) {
+            return int64_t(h.seg.size() * sizeof(int64_t) + h.entries.size() * sizeof(uint16_t) + h.codes.size());
+        });
+
+    m.def(
         "layout_positions",
         [](int64_t length, int n_in, int n_out, int depth, uint64_t seed, int64_t chain, const std::string& layout,
            int group_bands) {
@@ -420,4 +567,62 @@ PYBIND11_MODULE(_core, m) {
         },
         py::arg("key"), py::arg("u"), py::arg("v"), py::arg("k"), py::arg("method"),
         "One min-plus trellis step (exposed so tests can compare the three implementations).");
+
+    m.def(
+        "spectral_product",
+        [](py::object a_obj, py::object b_obj, bool conj_b, py::object out_obj, bool accumulate) {
+            // Strided complex64 views (numpy views of torch tensors): strides whole, non-negative
+            // elements; b contiguous along j; out writable and disjoint from the inputs.
+            auto view_of = [](const py::object& obj, const char* name) {
+                if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be a numpy array");
+                py::array arr = py::reinterpret_borrow<py::array>(obj);
+                if (!arr.dtype().is(py::dtype("complex64")))
+                    throw py::type_error(std::string(name) + " must have dtype complex64, got " +
+                                         std::string(py::str(arr.dtype())));
+                if (arr.ndim() != 4) throw std::invalid_argument(std::string(name) + " must be 4-D");
+                for (int d = 0; d < 4; ++d)
+                    if (arr.size() > 0 && arr.shape(d) > 1 && (arr.strides(d) < 0 || arr.strides(d) % 8 != 0))
+                        throw std::invalid_argument(std::string(name) + ": strides must be whole, non-negative elements");
+                if (reinterpret_cast<uintptr_t>(arr.data()) % alignof(float) != 0)
+                    throw std::invalid_argument(std::string(name) + " must be aligned to float");
+                return arr;
+            };
+            py::array a = view_of(a_obj, "a"), b = view_of(b_obj, "b"), out = view_of(out_obj, "out");
+            if (!out.writeable()) throw std::invalid_argument("out must be writable");
+            const SpectralProductShape shape{a.shape(0), a.shape(1), a.shape(2), b.shape(3), a.shape(3)};
+            if (b.shape(0) != shape.groups || b.shape(1) != shape.bins || b.shape(2) != shape.depth ||
+                out.shape(0) != shape.groups || out.shape(1) != shape.bins || out.shape(2) != shape.rows ||
+                out.shape(3) != shape.cols)
+                throw std::invalid_argument(
+                    "spectral_product: a (G, M, I, K), b (G, M, K, J) and out (G, M, I, J) disagree");
+            if (b.size() > 0 && shape.cols > 1 && b.strides(3) != 8)
+                throw std::invalid_argument("spectral_product: b must be contiguous along its last axis");
+            auto span = [](const py::array& arr) {  // [first, last) bytes an array touches
+                const char* lo = static_cast<const char*>(arr.data());
+                int64_t extent = 8;
+                for (int d = 0; d < 4; ++d) {
+                    if (arr.shape(d) == 0) return std::pair<const char*, const char*>(lo, lo);
+                    extent += (arr.shape(d) - 1) * arr.strides(d);
+                }
+                return std::pair<const char*, const char*>(lo, lo + extent);
+            };
+            const auto o = span(out);
+            for (const py::array* in : {&a, &b}) {
+                const auto s = span(*in);
+                if (o.first < o.second && s.first < s.second && o.first < s.second && s.first < o.second)
+                    throw std::invalid_argument("spectral_product: out overlaps an input");
+            }
+            SpectralView<const float> av{static_cast<const float*>(a.data()), {}};
+            SpectralView<const float> bv{static_cast<const float*>(b.data()), {}};
+            SpectralView<float> ov{static_cast<float*>(out.mutable_data()), {}};
+            for (int d = 0; d < 4; ++d) {
+                av.stride[d] = a.strides(d) / 8;
+                bv.stride[d] = b.strides(d) / 8;
+                ov.stride[d] = out.strides(d) / 8;
+            }
+            py::gil_scoped_release release;
+            spectral_product(shape, av, bv, conj_b, ov, accumulate);
+        },
+        py::arg("a"), py::arg("b"), py::arg("conj_b"), py::arg("out"), py::arg("accumulate") = false,
+        "out[g, m, i, j] (+)= sum_k a[g, m, i, k] * b[g, m, k, j] (b conjugated when conj_b) on complex64 spectra.");
 }

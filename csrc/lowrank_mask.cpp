@@ -27,11 +27,18 @@ void lowrank_row_scalar(const LowRankGeometry& geo, const uint64_t* left, const 
     });
 }
 
+void lowrank_row(const LowRankGeometry& geo, const uint64_t* left, const uint64_t* right, int64_t i,
+                 uint64_t* row_out) {
+#ifdef SPARSECODEC_HAS_AVX2
+    if (use_avx2()) return lowrank_row_avx2(geo, left, right, i, row_out);
+#endif
+    lowrank_row_scalar(geo, left, right, i, row_out);
+}
+
 void lowrank_decode(const LowRankGeometry& geo, const uint64_t* left, const uint64_t* right, uint64_t* out) {
     check_lowrank_geometry(geo);
     const int64_t words = geo.row_words();
     const int64_t groups = (geo.rows + 63) / 64;  // 64 rows start on a word boundary of the output
-    const bool avx2 = use_avx2();
     std::fill(out, out + (geo.rows * geo.cols + 63) / 64, uint64_t(0));
     ExceptionCollector errors;
 #pragma omp parallel num_threads(max_threads())
@@ -41,15 +48,7 @@ void lowrank_decode(const LowRankGeometry& geo, const uint64_t* left, const uint
         for (int64_t g = 0; g < groups; ++g) errors.run([&] {
             row.resize(size_t(words));
             for (int64_t i = g * 64; i < std::min(geo.rows, g * 64 + 64); ++i) {
-#ifdef SPARSECODEC_HAS_AVX2
-                if (avx2)
-                    lowrank_row_avx2(geo, left, right, i, row.data());
-                else
-                    lowrank_row_scalar(geo, left, right, i, row.data());
-#else
-                (void)avx2;
-                lowrank_row_scalar(geo, left, right, i, row.data());
-#endif
+                lowrank_row(geo, left, right, i, row.data());
                 const int64_t base = i * geo.cols;
                 for (int64_t w = 0; w < words; ++w)
                     or_bits(out, base + 64 * w, row[size_t(w)], int(std::min<int64_t>(64, geo.cols - 64 * w)));

@@ -53,6 +53,11 @@ inline void for_each_selecting_block(const LowRankGeometry& geo, const uint64_t*
     }
 }
 
+// One mask row (cols bits starting at bit 0 of row_out, row_words words, overwritten), with the
+// best kernel for this CPU.
+void lowrank_row(const LowRankGeometry& geo, const uint64_t* left, const uint64_t* right, int64_t i,
+                 uint64_t* row_out);
+
 // One mask row (cols bits starting at bit 0 of row_out, row_words words, overwritten).
 void lowrank_row_scalar(const LowRankGeometry& geo, const uint64_t* left, const uint64_t* right, int64_t i,
                         uint64_t* row_out);

@@ -186,30 +186,61 @@ void decode_slices(const XorNetwork& net, const PlaneGeometry& geo, const uint64
     decode_slices_scalar(net, geo, code, s0, s1, out);
 }
 
-void decode_band(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int64_t t0, int slices,
-                 uint64_t* out) {
-    uint64_t x[64] = {};
-    WindowCursor cursor(net, geo, code, t0);
-    for (int s = 0; s < slices; ++s) {
-        if (s) cursor.advance();  // never reads past the last of the slices
-        x[s] = cursor.window();
-    }
-    transpose64(x);  // x[c]: bit c of the 64 windows
-    const int groups = (net.window + 3) / 4;
-    uint64_t tables[16][16];
-    for (int g = 0; g < groups; ++g) {
-        uint64_t* t = tables[g];
+namespace {
+
+// Output word j = XOR over the 4-bit groups g of table g at nibble g of row j (G groups, unrolled).
+template <int G>
+void band_outputs(const uint64_t* x, const XorNetwork& net, uint64_t* out) {
+    uint64_t tables[G * 16];
+    for (int g = 0; g < G; ++g) {
+        uint64_t* t = tables + 16 * g;
         t[0] = 0;
         for (int i = 0; i < 4; ++i) {
             const uint64_t col = 4 * g + i < net.window ? x[4 * g + i] : 0;
             for (int v = 0; v < (1 << i); ++v) t[v | (1 << i)] = t[v] ^ col;
         }
     }
-    for (int j = 0; j < net.n_out; ++j) {
-        const uint64_t row = net.rows[size_t(j)];
-        uint64_t y = 0;
-        for (int g = 0; g < groups; ++g) y ^= tables[g][(row >> (4 * g)) & 15];
+    const uint16_t* offsets = net.nibble_offsets.data();
+    for (int j = 0; j < net.n_out; ++j, offsets += G) {
+        uint64_t y = tables[offsets[0]];
+        for (int g = 1; g < G; ++g) y ^= tables[offsets[g]];
         out[j] = y;
+    }
+}
+
+}  // namespace
+
+void decode_band(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int64_t t0, int slices,
+                 uint64_t* out) {
+    uint64_t x[64];
+#ifdef SPARSECODEC_HAS_AVX2
+    const bool fast = slices == 64 && use_avx2() && band_inputs_bmi2(net, geo, code, t0, x);
+#else
+    const bool fast = false;
+#endif
+    if (!fast) {
+        std::fill(x, x + 64, uint64_t(0));
+        WindowCursor cursor(net, geo, code, t0);
+        for (int s = 0; s < slices; ++s) {
+            if (s) cursor.advance();  // never reads past the last of the slices
+            x[s] = cursor.window();
+        }
+        transpose64(x);  // x[c]: bit c of the windows
+    }
+#ifdef SPARSECODEC_HAS_AVX2
+    if (use_avx2()) return band_outputs_avx2(x, net, out);
+#endif
+    band_outputs_scalar(x, net, out);
+}
+
+void band_outputs_scalar(const uint64_t* x, const XorNetwork& net, uint64_t* out) {
+    switch (net.nibble_groups) {
+#define SC_BAND_CASE(G) \
+    case G: return band_outputs<G>(x, net, out);
+        SC_BAND_CASE(1) SC_BAND_CASE(2) SC_BAND_CASE(3) SC_BAND_CASE(4) SC_BAND_CASE(5) SC_BAND_CASE(6)
+        SC_BAND_CASE(7) SC_BAND_CASE(8) SC_BAND_CASE(9) SC_BAND_CASE(10) SC_BAND_CASE(11) SC_BAND_CASE(12)
+        SC_BAND_CASE(13) SC_BAND_CASE(14) SC_BAND_CASE(15) SC_BAND_CASE(16)
+#undef SC_BAND_CASE
     }
 }
 
@@ -217,7 +248,12 @@ void decode_group(const XorNetwork& net, const PlaneGeometry& geo, const SliceLa
                   const SliceGroup& group, const uint64_t* code, std::vector<uint64_t>& band_buf,
                   std::vector<uint64_t>& flat) {
     const size_t words = size_t((group.positions + 63) / 64 + 2);
-    flat.assign(words, 0);
+    if (group.placement == Placement::scattered) {
+        flat.resize(words);  // every word of a scattered group is written by place_band
+        flat[words - 2] = flat[words - 1] = 0;
+    } else {
+        flat.assign(words, 0);
+    }
     if (group.placement == Placement::linear) {
         decode_slices(net, geo, code, group.first_slice, group.first_slice + group.slices, flat.data());
         return;

@@ -66,6 +66,19 @@ void decode_group(const XorNetwork& net, const PlaneGeometry& geo, const SliceLa
 void decode_band(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int64_t t0, int slices,
                  uint64_t* out);
 
+// decode_band's outputs from its transposed windows x (out[j] = XOR over the nibble groups g of the
+// XOR of the x[4g + i] selected by nibble g of row j).
+void band_outputs_scalar(const uint64_t* x, const XorNetwork& net, uint64_t* out);
+#ifdef SPARSECODEC_HAS_AVX2
+// The same with byte-plane tables and vpshufb, 32 output words at a time (identical results).
+void band_outputs_avx2(const uint64_t* x, const XorNetwork& net, uint64_t* out);
+
+// decode_band's inputs (x[c] = bit c of the windows of slices t0 .. t0+63) by parallel-bit-extract
+// for a full band when n_in divides 64 and is at most 16; returns false (x untouched) otherwise.
+// Equal to transposing the 64 windows, which is the reference.
+bool band_inputs_bmi2(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int64_t t0, uint64_t* x);
+#endif
+
 // Decodes q whole planes with patches applied: out is q * plane_words words.
 void decode_planes(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int q,
                    const std::vector<const int64_t*>& patches, const std::vector<int64_t>& patch_counts,

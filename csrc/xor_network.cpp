@@ -54,6 +54,17 @@ XorNetwork::XorNetwork(int n_in_, int n_out_, int depth_, uint64_t seed_)
         while (row == 0) row = rng.next() & mask;  // an all-zero row would decode to a constant
         rows[size_t(r)] = row;
     }
+    nibble_groups = int(ceil_div(window, 4));
+    nibble_offsets.resize(size_t(n_out) * size_t(nibble_groups));
+    for (int r = 0; r < n_out; ++r)
+        for (int g = 0; g < nibble_groups; ++g)
+            nibble_offsets[size_t(r) * size_t(nibble_groups) + size_t(g)] =
+                uint16_t(16 * g + ((rows[size_t(r)] >> (4 * g)) & 15));
+    padded_n_out = int(ceil_div(n_out, 32) * 32);
+    nibbles_by_group.assign(size_t(nibble_groups) * size_t(padded_n_out), 0);
+    for (int g = 0; g < nibble_groups; ++g)
+        for (int r = 0; r < n_out; ++r)
+            nibbles_by_group[size_t(g) * size_t(padded_n_out) + size_t(r)] = uint8_t((rows[size_t(r)] >> (4 * g)) & 15);
     // Columns, then byte tables built by doubling (entry v | bit = entry v ^ column).
     table_count = int(ceil_div(window, 8));
     tables.assign(size_t(table_count) * 256 * size_t(out_words), 0);

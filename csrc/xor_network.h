@@ -39,6 +39,15 @@ struct XorNetwork {
         return tables.data() + (size_t(b) * 256 + v) * out_words;
     }
 
+    // Bit-sliced decoding (plane_codec.cpp) reads, per output bit r, one entry of each of the
+    // (window + 3) / 4 nibble tables: nibble_offsets[r * nibble_groups + g] = 16 g + nibble g of row r.
+    int nibble_groups = 0;
+    std::vector<uint16_t> nibble_offsets;
+    // The same nibbles by group, for the vector decoder: nibbles_by_group[g * padded_n_out + r]
+    // (padded_n_out = n_out rounded up to 32, zeros past n_out).
+    int padded_n_out = 0;
+    std::vector<uint8_t> nibbles_by_group;
+
     XorNetwork(int n_in, int n_out, int depth, uint64_t seed);
     // Writes the n_out decoded bits of one window into y (out_words words).
     void decode_window(uint64_t window, uint64_t* y) const;

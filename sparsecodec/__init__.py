@@ -11,17 +11,38 @@ Numpy-level API (importing it never imports torch)::
 
 from __future__ import annotations
 
+from typing import Any
+
 from .bcq import BCQResult, bcq_dequantize, bcq_quantize, quantization_error
 from .index_costs import index_costs
 from .info import __version__, build_info, get_num_threads, set_num_threads, set_simd_level
 from .lowrank_index import LowRankMask
 from .lowrank_search import lowrank_mask, retained_importance
 from .masks import BitmapMask, MaskFormat
+from .matmul import matmul, matmul_transposed
 from .pruning import cubic_sparsity, global_magnitude_masks, magnitude_mask
 from .stream import FORMAT_VERSION, StreamError, peek_header
 from .xor_codec import EncodedWeight, decode, default_n_in, default_n_out, encode
 
+from .config import SQConfig
+
+# Torch-dependent parts load on first use, so that importing sparsecodec never imports torch.
+_LAZY = {"compress_": "compress", "CompressionReport": "compress", "save": "serialization", "load": "serialization"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'sparsecodec' has no attribute {name!r}")
+
+
 __all__ = [
+    "SQConfig",
+    "compress_",
+    "save",
+    "load",
     "BCQResult",
     "BitmapMask",
     "EncodedWeight",
@@ -43,6 +64,8 @@ __all__ = [
     "index_costs",
     "lowrank_mask",
     "magnitude_mask",
+    "matmul",
+    "matmul_transposed",
     "peek_header",
     "quantization_error",
     "retained_importance",

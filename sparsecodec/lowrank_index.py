@@ -70,6 +70,7 @@ class LowRankMask(MaskFormat):
         self.rank = rank
         self.left = left
         self.right = right
+        self._packed: tuple[np.ndarray, np.ndarray] | None = None
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -93,17 +94,22 @@ class LowRankMask(MaskFormat):
         bits = np.concatenate([self.left.reshape(-1), self.right.reshape(-1)])
         return words_to_bytes(pack_bits(bits), bits.size)
 
+    def packed_factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """The factors as the kernels take them: left as rank-bit words (col_blocks, rows) and right
+        as packed rows (row_blocks, rank, ceil(cols / 64)); computed once."""
+        if self._packed is None:
+            weights = np.uint64(1) << np.arange(self.rank, dtype=np.uint64)
+            left_words = (self.left.astype(np.uint64) * weights).sum(axis=2, dtype=np.uint64)
+            self._packed = (np.ascontiguousarray(left_words), pack_rows(self.right))
+        return self._packed
+
+    def native_spec(self) -> tuple:
+        left, right = self.packed_factors()
+        return ("lowrank", left, right, self.tile[0], self.tile[1], self.rank)
+
     def _decode_bits(self) -> np.ndarray:
-        left_words = (self.left.astype(np.uint64) << np.arange(self.rank, dtype=np.uint64)).sum(axis=2, dtype=np.uint64)
-        return _native.core().lowrank_decode(
-            np.ascontiguousarray(left_words),
-            pack_rows(self.right),
-            self.shape[0],
-            self.shape[1],
-            self.tile[0],
-            self.tile[1],
-            self.rank,
-        )
+        left, right = self.packed_factors()
+        return _native.core().lowrank_decode(left, right, self.shape[0], self.shape[1], self.tile[0], self.tile[1], self.rank)
 
     @classmethod
     def from_stream(cls, shape: tuple[int, int], params: dict[str, Any], payload: bytes) -> LowRankMask:

@@ -52,6 +52,10 @@ class MaskFormat(ABC):
         """The mask as a boolean array of its shape."""
         return unpack_bits(self.bits(), self.size).reshape(self.shape)
 
+    def native_spec(self) -> tuple:
+        """How the kernels read this mask: ("bitmap", words) unless a format decodes it itself."""
+        return ("bitmap", self.bits())
+
     @abstractmethod
     def stored_bits(self) -> int:
         """Bits this format stores for the mask (its index cost)."""

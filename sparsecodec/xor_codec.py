@@ -118,6 +118,7 @@ class EncodedWeight:
     patches: tuple[np.ndarray, ...]  # per plane: ascending int64 flat positions decoded flipped
     quant_error: dict[str, float] | None = None
     _stats: dict[str, Any] | None = field(default=None, repr=False)
+    _sparse_plan: Any = field(default=None, repr=False)  # native SparsePlan, see sparsecodec.matmul
 
     bits = property(lambda self: self.quant.bits, doc="BCQ bit-planes q.")
     quant_method = property(lambda self: self.quant.method)

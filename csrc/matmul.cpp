@@ -1,0 +1,222 @@
+#include "matmul.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "bitops.h"
+#include "cpu_dispatch.h"
+#include "parallel.h"
+
+namespace sc {
+
+namespace {
+
+constexpr int64_t kMaxBatchPerPass = 512;  // bounds the prepared copies of x
+
+// Rows per tile: about 2^20 weights (bit buffers of 128 KiB per plane), but enough tiles to keep
+// every thread busy.
+int64_t tile_rows(const MatmulWeight& w) {
+    int64_t r = std::max<int64_t>(8, (int64_t(1) << 20) / std::max<int64_t>(1, w.cols));
+    const int64_t balanced = (w.rows + 4 * max_threads() - 1) / (4 * max_threads());
+    return std::max<int64_t>(1, std::min({r, balanced, int64_t(512)}));
+}
+
+struct PreparedInput {
+    std::vector<float> x_signed, xt, x_cols;
+};
+
+void prepare_input(const MatmulWeight& w, MatmulStrategy strategy, const float* x, int64_t batch,
+                   PreparedInput& prep, MatmulInput& in) {
+    const int64_t cols = w.cols;
+    in.x = x;
+    in.batch = batch;
+    in.blocks = (batch + kLanes - 1) / kLanes;
+    in.padded = in.blocks * kLanes;
+    if (batch == 1) {
+        if (strategy == MatmulStrategy::sparse && w.q() == 1) {
+            prep.x_signed.resize(size_t(2 * cols));
+            for (int64_t c = 0; c < cols; ++c) {
+                prep.x_signed[size_t(2 * c)] = -x[c];
+                prep.x_signed[size_t(2 * c + 1)] = x[c];
+            }
+            in.x_signed = prep.x_signed.data();
+        }
+        return;
+    }
+    if (strategy == MatmulStrategy::sparse) {  // per chunk of lanes [cols][lanes]: a column's lanes together
+        prep.x_cols.assign(size_t(cols * in.padded), 0.0f);
+        for (int64_t b = 0; b < batch; ++b) {
+            const int64_t chunk = b / kChunkLanes;
+            const int64_t width = std::min<int64_t>(kChunkLanes, in.padded - chunk * kChunkLanes);
+            float* dst = prep.x_cols.data() + chunk * kChunkLanes * cols + b % kChunkLanes;
+            for (int64_t c = 0; c < cols; ++c) dst[c * width] = x[b * cols + c];
+        }
+        in.x_cols = prep.x_cols.data();
+        return;
+    }
+    prep.xt.assign(size_t(in.blocks * cols * kLanes), 0.0f);  // [block][cols][kLanes]
+    for (int64_t b = 0; b < batch; ++b) {
+        float* block = prep.xt.data() + (b / kLanes) * cols * kLanes;
+        for (int64_t c = 0; c < cols; ++c) block[c * kLanes + b % kLanes] = x[b * cols + c];
+    }
+    in.xt = prep.xt.data();
+}
+
+void run_lut(const MatmulWeight& w, const MatmulInput& in) {
+    const SliceLayout layout = make_layout(*w.net, w.geo);
+    const int64_t rows_per_tile = tile_rows(w);
+    const int64_t tiles = (w.rows + rows_per_tile - 1) / rows_per_tile;
+    const bool avx2 = use_avx2();
+    ExceptionCollector errors;
+#pragma omp parallel num_threads(max_threads())
+    {
+        TileBits tile;
+        std::vector<uint64_t> band_buf, group_buf;
+        std::vector<float> scratch;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < tiles; ++t) errors.run([&] {
+            const int64_t r0 = t * rows_per_tile, r1 = std::min(w.rows, r0 + rows_per_tile);
+            decode_tile(w, layout, r0, r1, tile, band_buf, group_buf);
+#ifdef SPARSECODEC_HAS_AVX2
+            if (avx2) return lut_tile_avx2(w, tile, in, scratch);
+#endif
+            lut_tile_scalar(w, tile, in, scratch);
+            (void)avx2;
+        });
+    }
+    errors.rethrow();
+}
+
+void run_sparse(const MatmulWeight& w, const SparsePlan& plan, const MatmulInput& in) {
+    // Batches share each slice of x among the rows of a task: larger tasks, fewer passes over x.
+    const int64_t rows_per_task = in.batch == 1 ? 32 : 128;
+    const int64_t tasks = (w.rows + rows_per_task - 1) / rows_per_task;
+    const bool avx2 = use_avx2();
+    ExceptionCollector errors;
+#pragma omp parallel for num_threads(max_threads()) schedule(dynamic, 1)
+    for (int64_t t = 0; t < tasks; ++t) errors.run([&] {
+        const int64_t r0 = t * rows_per_task, r1 = std::min(w.rows, r0 + rows_per_task);
+#ifdef SPARSECODEC_HAS_AVX2
+        if (avx2) return sparse_rows_avx2(w, plan, r0, r1, in);
+#endif
+        sparse_rows_scalar(w, plan, r0, r1, in);
+        (void)avx2;
+    });
+    errors.rethrow();
+}
+
+// Columns the sparse form can address: q = 1 packs the sign bit beside the column in 16 bits.
+int64_t sparse_max_cols(int q) { return q == 1 ? 32768 : 65536; }
+
+}  // namespace
+
+void compressed_matmul(const MatmulWeight& w, MatmulStrategy strategy, const SparsePlan* plan, const float* x,
+                       int64_t batch, float* out) {
+    if (strategy == MatmulStrategy::lut && !lut_supported(w))
+        throw std::invalid_argument("the lookup-table kernel needs scale groups that are whole rows or multiples of 8 columns");
+    if (strategy == MatmulStrategy::sparse && (!plan || w.cols > sparse_max_cols(w.q())))
+        throw std::invalid_argument("the sparse kernel needs a plan and at most 32768 (q = 1) or 65536 columns");
+    PreparedInput prep;
+    for (int64_t b0 = 0; b0 < batch; b0 += kMaxBatchPerPass) {
+        const int64_t n = std::min(kMaxBatchPerPass, batch - b0);
+        // Each pass writes the rows of its batch slice: out is (batch, rows), so the slice is contiguous.
+        MatmulInput in;
+        prepare_input(w, strategy, x + b0 * w.cols, n, prep, in);
+        in.out = out + b0 * w.rows;
+        if (strategy == MatmulStrategy::lut)
+            run_lut(w, in);
+        else
+            run_sparse(w, *plan, in);
+    }
+}
+
+void decode_rows(const MatmulWeight& w, int64_t r0, int64_t r1, float* out) {
+    const SliceLayout layout = make_layout(*w.net, w.geo);
+    const int64_t step = std::max<int64_t>(1, std::min<int64_t>(tile_rows(w), (r1 - r0 + 2 * max_threads() - 1) / (2 * max_threads())));
+    const int64_t tiles = (r1 - r0 + step - 1) / step;
+    ExceptionCollector errors;
+#pragma omp parallel num_threads(max_threads())
+    {
+        TileBits tile;
+        std::vector<uint64_t> band_buf, group_buf;
+        std::vector<const uint64_t*> planes;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < tiles; ++t) errors.run([&] {
+            const int64_t a = r0 + t * step, b = std::min(r1, a + step);
+            decode_tile(w, layout, a, b, tile, band_buf, group_buf);
+            planes.resize(size_t(w.q()));
+            for (int p = 0; p < w.q(); ++p) planes[size_t(p)] = tile.plane(p);
+            dequant_range(w.scales, planes.data(), tile.mask.data(), a * w.cols, (b - a) * w.cols,
+                          out + (a - r0) * w.cols, false);
+        });
+    }
+    errors.rethrow();
+}
+
+void build_sparse_plan(const MatmulWeight& w, std::vector<int64_t>& seg, std::vector<uint16_t>& entries,
+                       std::vector<uint8_t>& codes) {
+    const int q = w.q();
+    const int64_t rows = w.rows, cols = w.cols, groups = w.scales.groups;
+    if (cols > sparse_max_cols(q))
+        throw std::invalid_argument("the sparse form supports at most 32768 columns for q = 1 and 65536 for q >= 2");
+    const SliceLayout layout = make_layout(*w.net, w.geo);
+    const int64_t rows_per_tile = tile_rows(w);
+    const int64_t tiles = (rows + rows_per_tile - 1) / rows_per_tile;
+    seg.assign(size_t(rows * groups + 1), 0);
+    ExceptionCollector errors;
+    // Pass 1: kept weights per (row, group), from the mask alone; then their offsets.
+#pragma omp parallel num_threads(max_threads())
+    {
+        TileBits tile;
+        std::vector<uint64_t> row_buf;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < tiles; ++t) errors.run([&] {
+            const int64_t r0 = t * rows_per_tile, r1 = std::min(rows, r0 + rows_per_tile);
+            decode_tile_mask(w, r0, r1, tile, row_buf);
+            for (int64_t r = r0; r < r1; ++r)
+                for (int64_t g = 0; g < groups; ++g) {
+                    int64_t c0, c1;
+                    group_columns(w.scales, g, c0, c1);
+                    int64_t n = 0;
+                    for (int64_t c = c0; c < c1; c += 64)
+                        n += popcount64(read_bits(tile.mask.data(), (r - r0) * cols + c, int(std::min<int64_t>(64, c1 - c))));
+                    seg[size_t(r * groups + g + 1)] = n;
+                }
+        });
+    }
+    errors.rethrow();
+    for (size_t i = 1; i < seg.size(); ++i) seg[i] += seg[i - 1];
+    const bool packed = sparse_packed(cols, q);
+    entries.assign(size_t(seg.back()), 0);
+    codes.assign(packed ? 0 : size_t(seg.back()), 0);
+    // Pass 2: each tile decodes its planes and writes its rows' entries at their offsets.
+#pragma omp parallel num_threads(max_threads())
+    {
+        TileBits tile;
+        std::vector<uint64_t> band_buf, group_buf;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < tiles; ++t) errors.run([&] {
+            const int64_t r0 = t * rows_per_tile, r1 = std::min(rows, r0 + rows_per_tile);
+            decode_tile(w, layout, r0, r1, tile, band_buf, group_buf);
+            int64_t k = seg[size_t(r0 * groups)];
+            for (int64_t pos = 0; pos < (r1 - r0) * cols; pos += 64) {
+                const int width = int(std::min<int64_t>(64, (r1 - r0) * cols - pos));
+                for (uint64_t bits = read_bits(tile.mask.data(), pos, width); bits; bits &= bits - 1, ++k) {
+                    const int64_t at = pos + low_bit(bits);
+                    int code = 0;
+                    for (int p = 0; p < q; ++p) code |= get_bit(tile.plane(p), at) << p;
+                    const int64_t col = at % cols;
+                    if (packed) {
+                        entries[size_t(k)] = uint16_t((col << q) | code);
+                    } else {
+                        entries[size_t(k)] = uint16_t(col);
+                        codes[size_t(k)] = uint8_t(code);
+                    }
+                }
+            }
+        });
+    }
+    errors.rethrow();
+}
+
+}  // namespace sc

@@ -1,0 +1,235 @@
+// AVX2 variants of the compressed-matmul kernels; compiled with -mavx2 -mbmi2 -mfma and called only
+// after a CPU check. Per batch lane they perform exactly the scalar reference's operations in the
+// same order (matmul_kernels.h); the vectors run across batch lanes or table entries.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "bitops.h"
+#include "matmul_kernels.h"
+
+namespace sc {
+
+namespace {
+
+// Bits [pos, pos + width) (width <= 8); a plain byte load when aligned.
+inline uint32_t key_at(const uint64_t* bits, int64_t pos, int width, bool aligned) {
+    if (aligned && width == 8) return reinterpret_cast<const uint8_t*>(bits)[pos >> 3];
+    return uint32_t(read_bits(bits, pos, width));
+}
+
+// Subset-sum table of x[0 .. width) over 256 entries (entries past 2^width unused).
+inline void build_table_single(const float* x, int width, float* table) {
+    table[0] = 0.0f;
+    for (int i = 0; i < width; ++i) {
+        const int half = 1 << i;
+        if (half < 8) {
+            for (int k = 0; k < half; ++k) table[k | half] = table[k] + x[i];
+        } else {
+            const __m256 xi = _mm256_set1_ps(x[i]);
+            for (int k = 0; k < half; k += 8)
+                _mm256_storeu_ps(table + half + k, _mm256_add_ps(_mm256_loadu_ps(table + k), xi));
+        }
+    }
+}
+
+// One chunk of NB vectors of batch lanes for rows [r0, r1). The columns are walked in panels whose
+// slice of x stays in L2 while every row of the range uses it; each row's partial sums, result,
+// position and group survive from panel to panel in `state`, so the order of operations per lane
+// is exactly the reference's: one fma chain per group in column order, then y += s.
+template <int NB>
+void sparse_chunk(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int64_t r1, const MatmulInput& in,
+                  int64_t chunk, std::vector<float>& state, std::vector<int64_t>& cursor) {
+    constexpr int64_t width = NB * kLanes;
+    const int q = w.q();
+    const int64_t groups = w.scales.groups, cols = w.cols, rows = r1 - r0;
+    const float* x_chunk = in.x_cols + chunk * kChunkLanes * cols;  // [cols][width]
+    const int64_t panel = std::max<int64_t>(64, (int64_t(64) << 10) / width);  // 256 KiB of x
+    state.assign(size_t(rows * 2 * width), 0.0f);
+    float* sums = state.data();
+    float* ys = sums + rows * width;
+    cursor.assign(size_t(2 * rows), 0);  // per row: next entry, current group
+    for (int64_t r = 0; r < rows; ++r) cursor[size_t(2 * r)] = plan.seg[(r0 + r) * groups];
+    alignas(32) float values[16];
+    for (int64_t c_end = std::min(cols, panel);; c_end = std::min(cols, c_end + panel)) {
+        const bool last_panel = c_end == cols;
+        for (int64_t r = 0; r < rows; ++r) {
+            const int64_t* seg = plan.seg + (r0 + r) * groups;
+            int64_t k = cursor[size_t(2 * r)], g = cursor[size_t(2 * r + 1)];
+            const int64_t row_end = seg[groups];
+            __m256 acc[NB], y[NB];
+            for (int b = 0; b < NB; ++b) {
+                acc[b] = _mm256_loadu_ps(sums + r * width + b * kLanes);
+                y[b] = _mm256_loadu_ps(ys + r * width + b * kLanes);
+            }
+            const float* alpha = w.scales.scales + (r0 + r) * groups * q;
+            pattern_values(alpha + g * q, q, values);
+            int64_t group_end = seg[g + 1];
+            for (; k < row_end; ++k) {
+                const int64_t col = plan.column(k);
+                if (col >= c_end) break;
+                while (k >= group_end) {  // close the groups that end before entry k
+                    for (int b = 0; b < NB; ++b) {
+                        y[b] = _mm256_add_ps(y[b], acc[b]);
+                        acc[b] = _mm256_setzero_ps();
+                    }
+                    group_end = seg[++g + 1];
+                    pattern_values(alpha + g * q, q, values);
+                }
+                const __m256 v = _mm256_broadcast_ss(values + plan.code(k));
+                const float* xp = x_chunk + col * width;
+                for (int b = 0; b < NB; ++b) acc[b] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xp + b * kLanes), acc[b]);
+            }
+            if (last_panel) {  // close the current group and the empty ones after it
+                for (; g < groups; ++g)
+                    for (int b = 0; b < NB; ++b) {
+                        y[b] = _mm256_add_ps(y[b], acc[b]);
+                        acc[b] = _mm256_setzero_ps();
+                    }
+            }
+            for (int b = 0; b < NB; ++b) {
+                _mm256_storeu_ps(sums + r * width + b * kLanes, acc[b]);
+                _mm256_storeu_ps(ys + r * width + b * kLanes, y[b]);
+            }
+            cursor[size_t(2 * r)] = k;
+            cursor[size_t(2 * r + 1)] = g;
+        }
+        if (last_panel) break;
+    }
+    const int64_t lane0 = chunk * kChunkLanes;
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t l = 0; l < width && lane0 + l < in.batch; ++l) in.out[(lane0 + l) * w.rows + r0 + r] = ys[r * width + l];
+}
+
+}  // namespace
+
+void lut_tile_avx2(const MatmulWeight& w, const TileBits& tile, const MatmulInput& in, std::vector<float>& scratch) {
+    const int q = w.q();
+    const int64_t rows = tile.r1 - tile.r0, cols = w.cols;
+    const bool aligned = cols % 8 == 0;
+    if (in.batch == 1) {
+        scratch.assign(size_t(rows * (2 + q) + 256 + 8), 0.0f);
+        float* y = scratch.data();
+        float* acc_k = y + rows;
+        float* acc_p = acc_k + rows;
+        float* table = acc_p + rows * q;
+        for (int64_t g = 0; g < w.scales.groups; ++g) {
+            int64_t c0, c1;
+            group_columns(w.scales, g, c0, c1);
+            std::fill(acc_k, acc_k + rows * (1 + q), 0.0f);
+            for (int64_t c = c0; c < c1; c += 8) {
+                const int width = int(std::min<int64_t>(8, c1 - c));
+                build_table_single(in.x + c, width, table);
+                for (int64_t r = 0; r < rows; ++r) {
+                    const int64_t pos = r * cols + c;
+                    const uint32_t m = key_at(tile.mask.data(), pos, width, aligned);
+                    acc_k[r] = acc_k[r] + table[m];
+                    for (int p = 0; p < q; ++p)
+                        acc_p[r * q + p] = acc_p[r * q + p] + table[m & key_at(tile.plane(p), pos, width, aligned)];
+                }
+            }
+            for (int64_t r = 0; r < rows; ++r) {
+                const float* alpha = w.scales.scales + ((tile.r0 + r) * w.scales.groups + g) * q;
+                for (int p = 0; p < q; ++p) {
+                    float t = 2.0f * acc_p[r * q + p];
+                    t = t - acc_k[r];
+                    t = t * alpha[p];
+                    y[r] = y[r] + t;
+                }
+            }
+        }
+        for (int64_t r = 0; r < rows; ++r) in.out[tile.r0 + r] = y[r];
+        return;
+    }
+    // Batch lanes: every table entry and accumulator is a vector of kLanes batch elements.
+    scratch.assign(size_t(rows * (2 + q) + 256) * kLanes, 0.0f);
+    float* y = scratch.data();
+    float* acc_k = y + rows * kLanes;
+    float* acc_p = acc_k + rows * kLanes;
+    float* table = acc_p + rows * q * kLanes;
+    const __m256 two = _mm256_set1_ps(2.0f);
+    for (int64_t blk = 0; blk < in.blocks; ++blk) {
+        const float* xt = in.xt + blk * cols * kLanes;
+        std::fill(y, y + rows * kLanes, 0.0f);
+        for (int64_t g = 0; g < w.scales.groups; ++g) {
+            int64_t c0, c1;
+            group_columns(w.scales, g, c0, c1);
+            std::fill(acc_k, acc_k + rows * (1 + q) * kLanes, 0.0f);
+            for (int64_t c = c0; c < c1; c += 8) {
+                const int width = int(std::min<int64_t>(8, c1 - c));
+                _mm256_storeu_ps(table, _mm256_setzero_ps());
+                for (int i = 0; i < width; ++i) {
+                    const __m256 xi = _mm256_loadu_ps(xt + (c + i) * kLanes);
+                    for (int k = 0; k < (1 << i); ++k)
+                        _mm256_storeu_ps(table + (k | (1 << i)) * kLanes,
+                                         _mm256_add_ps(_mm256_loadu_ps(table + k * kLanes), xi));
+                }
+                for (int64_t r = 0; r < rows; ++r) {
+                    const int64_t pos = r * cols + c;
+                    const uint32_t m = key_at(tile.mask.data(), pos, width, aligned);
+                    float* ak = acc_k + r * kLanes;
+                    _mm256_storeu_ps(ak, _mm256_add_ps(_mm256_loadu_ps(ak), _mm256_loadu_ps(table + m * kLanes)));
+                    for (int p = 0; p < q; ++p) {
+                        float* ap = acc_p + (r * q + p) * kLanes;
+                        const uint32_t key = m & key_at(tile.plane(p), pos, width, aligned);
+                        _mm256_storeu_ps(ap, _mm256_add_ps(_mm256_loadu_ps(ap), _mm256_loadu_ps(table + key * kLanes)));
+                    }
+                }
+            }
+            for (int64_t r = 0; r < rows; ++r) {
+                const float* alpha = w.scales.scales + ((tile.r0 + r) * w.scales.groups + g) * q;
+                __m256 yr = _mm256_loadu_ps(y + r * kLanes);
+                const __m256 ak = _mm256_loadu_ps(acc_k + r * kLanes);
+                for (int p = 0; p < q; ++p) {
+                    __m256 t = _mm256_mul_ps(two, _mm256_loadu_ps(acc_p + (r * q + p) * kLanes));
+                    t = _mm256_sub_ps(t, ak);
+                    t = _mm256_mul_ps(t, _mm256_set1_ps(alpha[p]));
+                    yr = _mm256_add_ps(yr, t);
+                }
+                _mm256_storeu_ps(y + r * kLanes, yr);
+            }
+        }
+        alignas(32) float lane[kLanes];
+        for (int64_t r = 0; r < rows; ++r) {
+            _mm256_store_ps(lane, _mm256_loadu_ps(y + r * kLanes));
+            for (int64_t l = 0; l < kLanes && blk * kLanes + l < in.batch; ++l)
+                in.out[(blk * kLanes + l) * w.rows + tile.r0 + r] = lane[l];
+        }
+    }
+}
+
+void sparse_rows_avx2(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int64_t r1, const MatmulInput& in) {
+    const int q = w.q();
+    const int64_t groups = w.scales.groups;
+    if (in.batch == 1) {
+        float values[16];
+        for (int64_t r = r0; r < r1; ++r) {
+            float y = 0.0f;
+            for (int64_t g = 0; g < groups; ++g) {
+                const float* alpha = w.scales.scales + (r * groups + g) * q;
+                if (q > 1) pattern_values(alpha, q, values);
+                y = y + sparse_segment_single(plan, plan.seg[r * groups + g], plan.seg[r * groups + g + 1], in.x,
+                                              in.x_signed, values, alpha[0]);
+            }
+            in.out[r] = y;
+        }
+        return;
+    }
+    thread_local std::vector<float> state;
+    thread_local std::vector<int64_t> cursor;
+    for (int64_t chunk = 0; chunk * kChunkBlocks < in.blocks; ++chunk) {
+        switch (std::min<int64_t>(kChunkBlocks, in.blocks - chunk * kChunkBlocks)) {
+            case 1: sparse_chunk<1>(w, plan, r0, r1, in, chunk, state, cursor); break;
+            case 2: sparse_chunk<2>(w, plan, r0, r1, in, chunk, state, cursor); break;
+            case 3: sparse_chunk<3>(w, plan, r0, r1, in, chunk, state, cursor); break;
+            case 4: sparse_chunk<4>(w, plan, r0, r1, in, chunk, state, cursor); break;
+            case 5: sparse_chunk<5>(w, plan, r0, r1, in, chunk, state, cursor); break;
+            case 6: sparse_chunk<6>(w, plan, r0, r1, in, chunk, state, cursor); break;
+            case 7: sparse_chunk<7>(w, plan, r0, r1, in, chunk, state, cursor); break;
+            default: sparse_chunk<8>(w, plan, r0, r1, in, chunk, state, cursor); break;
+        }
+    }
+}
+
+}  // namespace sc

@@ -1,0 +1,81 @@
+#include "matmul_kernels.h"
+
+#include <cmath>
+
+#include "bitops.h"
+
+namespace sc {
+
+bool lut_supported(const MatmulWeight& w) {
+    return w.scales.groups == 1 || w.scales.group_size % 8 == 0;
+}
+
+void lut_tile_scalar(const MatmulWeight& w, const TileBits& tile, const MatmulInput& in, std::vector<float>& scratch) {
+    const int q = w.q();
+    const int64_t rows = tile.r1 - tile.r0, cols = w.cols;
+    // scratch: y[rows], accK[rows], accP[rows * q], table[256]
+    scratch.assign(size_t(rows * (2 + q) + 256), 0.0f);
+    float* y = scratch.data();
+    float* acc_k = y + rows;
+    float* acc_p = acc_k + rows;
+    float* table = acc_p + rows * q;
+    for (int64_t b = 0; b < in.batch; ++b) {
+        const float* x = in.x + b * cols;
+        std::fill(y, y + rows, 0.0f);
+        for (int64_t g = 0; g < w.scales.groups; ++g) {
+            int64_t c0, c1;
+            group_columns(w.scales, g, c0, c1);
+            std::fill(acc_k, acc_k + rows * (1 + q), 0.0f);
+            for (int64_t c = c0; c < c1; c += 8) {
+                const int width = int(std::min<int64_t>(8, c1 - c));
+                table[0] = 0.0f;
+                for (int i = 0; i < width; ++i)
+                    for (int k = 0; k < (1 << i); ++k) table[k | (1 << i)] = table[k] + x[c + i];
+                for (int64_t r = 0; r < rows; ++r) {
+                    const int64_t pos = r * cols + c;
+                    const uint64_t m = read_bits(tile.mask.data(), pos, width);
+                    acc_k[r] = acc_k[r] + table[m];
+                    for (int p = 0; p < q; ++p)
+                        acc_p[r * q + p] = acc_p[r * q + p] + table[m & read_bits(tile.plane(p), pos, width)];
+                }
+            }
+            for (int64_t r = 0; r < rows; ++r) {
+                const float* alpha = w.scales.scales + ((tile.r0 + r) * w.scales.groups + g) * q;
+                for (int p = 0; p < q; ++p) {
+                    float t = 2.0f * acc_p[r * q + p];
+                    t = t - acc_k[r];
+                    t = t * alpha[p];
+                    y[r] = y[r] + t;
+                }
+            }
+        }
+        for (int64_t r = 0; r < rows; ++r) in.out[b * w.rows + tile.r0 + r] = y[r];
+    }
+}
+
+void sparse_rows_scalar(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int64_t r1, const MatmulInput& in) {
+    const int q = w.q();
+    const int64_t groups = w.scales.groups, cols = w.cols;
+    float values[16];
+    for (int64_t r = r0; r < r1; ++r) {
+        for (int64_t b = 0; b < in.batch; ++b) {
+            const float* x = in.x + b * cols;
+            float y = 0.0f;
+            for (int64_t g = 0; g < groups; ++g) {
+                const float* alpha = w.scales.scales + (r * groups + g) * q;
+                const int64_t k0 = plan.seg[r * groups + g], k1 = plan.seg[r * groups + g + 1];
+                pattern_values(alpha, q, values);
+                if (in.batch == 1) {
+                    y = y + sparse_segment_single(plan, k0, k1, x, in.x_signed, values, alpha[0]);
+                    continue;
+                }
+                float s = 0.0f;
+                for (int64_t k = k0; k < k1; ++k) s = std::fma(values[plan.code(k)], x[plan.column(k)], s);
+                y = y + s;
+            }
+            in.out[b * w.rows + r] = y;
+        }
+    }
+}
+
+}  // namespace sc

@@ -1,0 +1,123 @@
+// The two compressed-matmul kernels on a decoded tile (matmul_tile.h), as scalar references and
+// AVX2 variants that match them bit for bit in every batch lane.
+//
+// Both compute out[b][r] = sum_k W[r][k] x[b][k] for the tile's rows r, where W is the dequantised,
+// masked weight, without forming W:
+//
+// * lut (BiQGEMM / LUT-GEMM): per scale group and 8-column chunk c, a table of all subset sums of
+//   x[b][8c .. 8c+7] (T[0] = 0, T[k | 2^i] = T[k] + x[8c + i]); with mask byte m and plane byte u,
+//   sum_j m_j b_j x_j = 2 T[m & u] - T[m]. Per group: accK += T[m], accP[p] += T[m & u_p] over its
+//   chunks in order, then y += ((2 accP[p]) - accK) * alpha[p] for p ascending. Needs scale groups
+//   that are whole rows or multiples of 8 columns.
+// * sparse: over the kept weights only, read from the weight's sparse form (SparsePlan), never
+//   touching a pruned position. Batch 1, four interleaved partial sums over the j-th kept weight of
+//   each group: for q = 1, s[j % 4] += (bit ? x : -x), then y += ((s0 + s1) + (s2 + s3)) * alpha;
+//   for q >= 2, s[j % 4] = fma(C[code], x, s[j % 4]), then y += (s0 + s1) + (s2 + s3), where C[code]
+//   is the dequantised value of the bit pattern (dequant_one's formula). Batch > 1, per batch lane
+//   one partial sum per group: s = fma(C[code], x, s) over the kept weights in order, then y += s
+//   (for q = 1 too, with C = {-alpha, +alpha}); the kernel runs across up to 64 lanes at once.
+//
+// Operations are written out (no contraction: the library builds with -ffp-contract=off; fma only
+// where stated), so every path produces the same float32 results.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "matmul_tile.h"
+
+namespace sc {
+
+// The weight in sparse form, built once from the decoded planes and mask (build_sparse_plan) and
+// kept as a run-time cache beside the compressed weight. Segment s = row * groups + group holds
+// entries [seg[s], seg[s + 1]) in ascending column order. Packed (cols << q <= 65536): entry =
+// (col << q) | code, 16 bits per kept weight; otherwise entry = col and codes[k] = code (24 bits).
+// code = the kept weight's bit pattern, bit p from plane p. For q = 1 the packed entry is the index
+// of (bit ? +x : -x) in the signed copy of x.
+struct SparsePlan {
+    const int64_t* seg = nullptr;
+    const uint16_t* entries = nullptr;
+    const uint8_t* codes = nullptr;  // null when packed
+    int q = 1;
+    int64_t column(int64_t k) const { return codes ? entries[k] : entries[k] >> q; }
+    int code(int64_t k) const { return codes ? codes[k] : entries[k] & ((1 << q) - 1); }
+};
+
+// Whether a weight of `cols` columns and q planes packs column and code into 16 bits.
+inline bool sparse_packed(int64_t cols, int q) { return (cols << q) <= 65536; }
+
+// Per-call inputs shared by all tiles. The driver prepares the forms of x the chosen kernel reads.
+constexpr int kLanes = 8;                 // batch elements per vector
+constexpr int kChunkBlocks = 8;           // sparse kernel: vectors of lanes in registers at once
+constexpr int kChunkLanes = kChunkBlocks * kLanes;
+
+struct MatmulInput {
+    const float* x = nullptr;  // (batch, cols) row-major
+    int64_t batch = 0;
+    float* out = nullptr;      // (batch, rows) row-major
+    const float* x_signed = nullptr;  // sparse, batch 1, q = 1: (-x[c], +x[c]) at 2c, 2c + 1
+    const float* xt = nullptr;        // lut, batch > 1: [block][cols][kLanes], lanes zero-padded
+    const float* x_cols = nullptr;    // sparse, batch > 1: per chunk of kChunkLanes lanes, [cols][lanes]
+    int64_t blocks = 0;               // ceil(batch / kLanes)
+    int64_t padded = 0;               // blocks * kLanes
+};
+
+bool lut_supported(const MatmulWeight& w);
+
+void lut_tile_scalar(const MatmulWeight& w, const TileBits& tile, const MatmulInput& in, std::vector<float>& scratch);
+// Rows [r0, r1) of out from the sparse form (no tile decode: the plan holds the decoded bits).
+void sparse_rows_scalar(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int64_t r1, const MatmulInput& in);
+#ifdef SPARSECODEC_HAS_AVX2
+void lut_tile_avx2(const MatmulWeight& w, const TileBits& tile, const MatmulInput& in, std::vector<float>& scratch);
+void sparse_rows_avx2(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int64_t r1, const MatmulInput& in);
+#endif
+
+// The dequantised value of every bit pattern of one scale group (2^q entries, dequant_one's formula).
+inline void pattern_values(const float* alpha, int q, float* values) {
+    for (int c = 0; c < (1 << q); ++c) {
+        float acc = (c & 1) ? alpha[0] : -alpha[0];
+        for (int i = 1; i < q; ++i) acc = acc + (((c >> i) & 1) ? alpha[i] : -alpha[i]);
+        values[c] = acc;
+    }
+}
+
+// Batch-1 sum of one (row, group) segment of the sparse form, in the reference order; shared by the
+// scalar and AVX2 kernels (compiled into each). q = 1 reads x_signed, q >= 2 the pattern values.
+inline float sparse_segment_single(const SparsePlan& plan, int64_t k0, int64_t k1, const float* x,
+                                   const float* x_signed, const float* values, float alpha0) {
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+    float* s[4] = {&s0, &s1, &s2, &s3};
+    const uint16_t* e = plan.entries;
+    int64_t k = k0;
+    if (plan.q == 1) {  // always packed: the entry indexes the signed copy of x
+        for (; k + 4 <= k1; k += 4) {
+            s0 = s0 + x_signed[e[k]];
+            s1 = s1 + x_signed[e[k + 1]];
+            s2 = s2 + x_signed[e[k + 2]];
+            s3 = s3 + x_signed[e[k + 3]];
+        }
+        for (int i = 0; k < k1; ++k, ++i) *s[i] = *s[i] + x_signed[e[k]];
+        return ((s0 + s1) + (s2 + s3)) * alpha0;
+    }
+    if (!plan.codes) {
+        const int q = plan.q, low = (1 << q) - 1;
+        for (; k + 4 <= k1; k += 4) {
+            s0 = std::fma(values[e[k] & low], x[e[k] >> q], s0);
+            s1 = std::fma(values[e[k + 1] & low], x[e[k + 1] >> q], s1);
+            s2 = std::fma(values[e[k + 2] & low], x[e[k + 2] >> q], s2);
+            s3 = std::fma(values[e[k + 3] & low], x[e[k + 3] >> q], s3);
+        }
+    }
+    for (int i = int((k - k0) & 3); k < k1; ++k, i = (i + 1) & 3)
+        *s[i] = std::fma(values[plan.code(k)], x[plan.column(k)], *s[i]);
+    return (s0 + s1) + (s2 + s3);
+}
+
+// Columns [c_begin, c_end) of scale group g (clipped to the row).
+inline void group_columns(const ScaleLayout& s, int64_t g, int64_t& c_begin, int64_t& c_end) {
+    c_begin = g * s.group_size;
+    c_end = c_begin + s.group_size < s.cols ? c_begin + s.group_size : s.cols;
+}
+
+}  // namespace sc

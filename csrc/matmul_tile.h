@@ -1,0 +1,54 @@
+// The weight of a compressed matmul, and the decoding of a tile of its rows into bit buffers.
+//
+// A tile holds, for rows [r0, r1), the decoded sign bits of every plane and the keep-mask bits,
+// row-major and starting at bit 0 (row r at bit (r - r0) * cols). The XOR planes are decoded group
+// by group (the groups overlapping the tile) and the mask is copied from a bitmap or decoded from
+// low-rank factors: nothing is ever expanded to floats.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "dequant.h"
+#include "lowrank_mask.h"
+#include "plane_codec.h"
+
+namespace sc {
+
+struct MaskSource {
+    const uint64_t* bitmap = nullptr;  // flat keep bits, or null for a low-rank mask
+    LowRankGeometry lowrank{};
+    const uint64_t* left = nullptr;
+    const uint64_t* right = nullptr;
+};
+
+struct MatmulWeight {
+    const XorNetwork* net;
+    PlaneGeometry geo;  // length = rows * cols
+    const uint64_t* code;  // q planes of code_words words
+    std::vector<const int64_t*> patches;
+    std::vector<int64_t> patch_counts;
+    MaskSource mask;
+    ScaleLayout scales;  // cols, group_size, groups, q, scales
+    int64_t rows, cols;
+    int q() const { return scales.q; }
+};
+
+struct TileBits {
+    int64_t r0 = 0, r1 = 0;
+    std::vector<std::vector<uint64_t>> planes;  // q buffers
+    std::vector<uint64_t> mask;
+    const uint64_t* plane(int p) const { return planes[size_t(p)].data(); }
+};
+
+// Fills `tile` for rows [r0, r1) (scratch vectors are reused between calls).
+void decode_tile(const MatmulWeight& w, const SliceLayout& layout, int64_t r0, int64_t r1, TileBits& tile,
+                 std::vector<uint64_t>& band_buf, std::vector<uint64_t>& group_buf);
+
+// Only the keep-mask bits of rows [r0, r1) (tile.mask, tile.r0, tile.r1); row_buf is scratch.
+void decode_tile_mask(const MatmulWeight& w, int64_t r0, int64_t r1, TileBits& tile, std::vector<uint64_t>& row_buf);
+
+// Copies n bits from src at bit src_pos to dst at bit dst_pos (dst bits there must be zero).
+void or_bit_range(const uint64_t* src, int64_t src_pos, int64_t n, uint64_t* dst, int64_t dst_pos);
+
+}  // namespace sc

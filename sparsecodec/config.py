@@ -1,0 +1,94 @@
+"""How to compress a layer: one dataclass, JSON round-trip, shared by the layers and ``compress_``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .bcq import BCQ_METHODS, MAX_BITS, SCALE_DTYPES
+from .validation import as_choice, as_fraction, as_int
+
+STRATEGIES = ("auto", "sparse", "lut", "dense")
+
+
+@dataclass(frozen=True)
+class SQConfig:
+    """Compression settings of one layer (see :func:`sparsecodec.encode` for their meaning).
+
+    ``strategy`` is the matmul kernel the layer runs (``"auto"`` picks per batch size). ``version``
+    is bumped when a field's meaning changes, so that stored configs keep their meaning.
+    """
+
+    sparsity: float = 0.9
+    bits: int = 2
+    group_size: int | None = None
+    method: str = "greedy"
+    scale_dtype: str = "float16"
+    depth: int = 2
+    n_in: int | None = None
+    n_out: int | None = None
+    seed: int = 0
+    layout: str = "scatter"
+    mask_format: str = "bitmap"
+    rank: int | None = None
+    tile: tuple[int, int] | None = None
+    strategy: str = "auto"
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        as_fraction(self.sparsity, "sparsity")
+        as_int(self.bits, "bits", 1, MAX_BITS)
+        as_choice(self.method, "method", BCQ_METHODS)
+        as_choice(self.scale_dtype, "scale_dtype", tuple(SCALE_DTYPES))
+        as_choice(self.layout, "layout", ("linear", "scatter"))
+        as_choice(self.mask_format, "mask_format", ("bitmap", "lowrank"))
+        as_choice(self.strategy, "strategy", STRATEGIES)
+        if self.tile is not None:
+            object.__setattr__(self, "tile", tuple(int(v) for v in self.tile))
+        if self.mask_format != "lowrank" and (self.rank is not None or self.tile is not None):
+            raise ValueError("rank and tile apply to mask_format='lowrank' only")
+        if self.version != 1:
+            raise ValueError(f"unsupported SQConfig version {self.version}")
+
+    def encode_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`sparsecodec.encode` this config stands for."""
+        kw: dict[str, Any] = {
+            "sparsity": self.sparsity,
+            "bits": self.bits,
+            "group_size": self.group_size,
+            "method": self.method,
+            "scale_dtype": self.scale_dtype,
+            "depth": self.depth,
+            "n_in": self.n_in,
+            "n_out": self.n_out,
+            "seed": self.seed,
+            "layout": self.layout,
+            "mask_format": self.mask_format,
+        }
+        if self.mask_format == "lowrank":
+            kw.update(rank=self.rank, tile=self.tile)
+        return kw
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["tile"] = list(self.tile) if self.tile is not None else None
+        return {"type": "SQConfig", **d}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SQConfig:
+        if not isinstance(d, dict) or d.get("type") != "SQConfig":
+            raise ValueError("not a serialised SQConfig (missing type: SQConfig)")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - fields - {"type"}
+        if unknown:
+            raise ValueError(f"unknown SQConfig fields {sorted(unknown)}")
+        return cls(**{k: v for k, v in d.items() if k != "type"})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SQConfig:
+        return cls.from_dict(json.loads(text))

@@ -1,0 +1,107 @@
+"""Saving and loading a whole compressed model as one safetensors file.
+
+The file holds the model's ``state_dict`` (the compressed layers' stream bytes are uint8 tensors)
+and, in its string metadata, which modules are compressed and how to rebuild them. ``load`` rebuilds
+those modules on a freshly constructed model of the same architecture and loads the tensors: the
+streams are parsed and checked, never re-encoded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from .nn.layers import SQConv2d, SQLinear
+from .nn.ops import encoded_weight
+
+FORMAT = "sparsecodec-model"
+FORMAT_VERSION = 1
+
+
+def _module_spec(module: nn.Module) -> dict[str, Any]:
+    if isinstance(module, SQLinear):
+        return {"class": "SQLinear", "strategy": module.strategy}
+    if isinstance(module, SQConv2d):
+        return {
+            "class": "SQConv2d",
+            "in_channels": module.in_channels,
+            "out_channels": module.out_channels,
+            "kernel_size": list(module.kernel_size),
+            "stride": list(module.stride),
+            "padding": module.padding if isinstance(module.padding, str) else list(module.padding),
+            "dilation": list(module.dilation),
+            "groups": module.groups,
+            "padding_mode": module.padding_mode,
+            "bias": module.bias is not None,
+            "strategy": module.strategy,
+        }
+    raise TypeError(f"not a compressed module: {type(module).__name__}")
+
+
+def save(model: nn.Module, path: str | os.PathLike) -> None:
+    """Write ``model`` (with its compressed layers) to a safetensors file."""
+    from safetensors.torch import save_file
+
+    compressed = {name: _module_spec(m) for name, m in model.named_modules() if isinstance(m, (SQLinear, SQConv2d))}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "compressed_modules": json.dumps(compressed)}
+    save_file(tensors, os.fspath(path), metadata=meta)
+
+
+def load(path: str | os.PathLike, model: nn.Module, *, strict: bool = True) -> nn.Module:
+    """Install the compressed layers saved in ``path`` into ``model`` (a freshly built instance of the
+    same architecture) and load every tensor. Returns the model."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = os.fspath(path)
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # safetensors raises its own error types for foreign or damaged files
+        raise ValueError(f"{path} is not a readable safetensors file: {exc}") from None
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a sparsecodec model file (metadata format is {meta.get('format')!r})")
+    version = int(meta.get("format_version", "0"))
+    if version > FORMAT_VERSION:
+        raise ValueError(f"{path} uses model-file version {version}; this sparsecodec reads up to {FORMAT_VERSION}")
+    specs = json.loads(meta.get("compressed_modules", "{}"))
+    tensors = load_file(path)
+    for name, spec in specs.items():
+        _set_submodule(model, name, _rebuild(name, spec, tensors))
+    model.load_state_dict(tensors, strict=strict)
+    return model
+
+
+def _rebuild(name: str, spec: dict[str, Any], tensors: dict[str, torch.Tensor]) -> nn.Module:
+    prefix = f"{name}." if name else ""
+    bias = tensors.get(prefix + "bias")
+    if spec["class"] == "SQLinear":
+        return SQLinear(encoded_weight(tensors[prefix + "encoded"]), bias, spec["strategy"])
+    groups = spec["groups"]
+    keys = [prefix + ("encoded" if groups == 1 else f"encoded{i}") for i in range(groups)]
+    encs = [encoded_weight(tensors[k]) for k in keys]
+    padding = spec["padding"] if isinstance(spec["padding"], str) else tuple(spec["padding"])
+    return SQConv2d(
+        encs,
+        spec["in_channels"],
+        spec["out_channels"],
+        tuple(spec["kernel_size"]),
+        tuple(spec["stride"]),
+        padding,
+        tuple(spec["dilation"]),
+        groups,
+        bias if spec["bias"] else None,
+        spec["padding_mode"],
+        spec["strategy"],
+    )
+
+
+def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)

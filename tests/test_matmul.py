@@ -1,0 +1,108 @@
+"""sc.matmul against x @ decode(enc).T, every strategy, and every SIMD path against the scalar one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import sparsecodec as sc
+from sparsecodec.matmul import choose_strategy, decode_rows
+
+STRATEGIES = ["sparse", "lut", "dense"]
+
+
+def _weights(rng):
+    cases = []
+    for shape, sparsity, bits, kwargs in [
+        ((97, 131), 0.9, 1, {}),
+        ((64, 256), 0.5, 2, {}),
+        ((33, 70), 0.7, 3, {"group_size": 16}),
+        ((120, 96), 0.9, 4, {"mask_format": "lowrank", "rank": 6, "tile": (64, 48)}),
+        ((1, 9), 0.0, 2, {"layout": "linear"}),
+        ((300, 8), 0.95, 1, {"depth": 1}),
+        # wider than a panel of the batched sparse kernel, with groups that straddle panels
+        ((40, 2500), 0.7, 2, {"group_size": 96}),
+        # column and pattern too wide to pack in 16 bits: the sparse form keeps codes apart
+        ((5, 17000), 0.8, 2, {}),
+    ]:
+        w = rng.standard_normal(shape).astype(np.float32)
+        cases.append(sc.encode(w, sparsity=sparsity, bits=bits, **kwargs))
+    return cases
+
+
+@pytest.fixture(scope="module")
+def encoded():
+    return _weights(np.random.default_rng(3))
+
+
+@pytest.mark.parametrize("batch", [1, 2, 7, 8, 9, 64, 130, 512])
+def test_every_strategy_matches_the_decoded_weight(encoded, batch):
+    rng = np.random.default_rng(batch)
+    for enc in encoded:
+        w = sc.decode(enc).astype(np.float64)
+        x = rng.standard_normal((batch, enc.shape[1])).astype(np.float32)
+        want = x.astype(np.float64) @ w.T
+        scale = np.abs(x).astype(np.float64) @ np.abs(w).T + 1e-30
+        for strategy in STRATEGIES:
+            if strategy == "lut" and not (enc.group_size >= enc.shape[1] or enc.group_size % 8 == 0):
+                continue
+            got = sc.matmul(x, enc, strategy=strategy)
+            assert got.shape == (batch, enc.shape[0]) and got.dtype == np.float32
+            assert (np.abs(got - want) <= 1e-5 * scale).all(), (enc, strategy)
+
+
+@pytest.mark.parametrize("strategy", ["sparse", "lut"])
+@pytest.mark.parametrize("batch", [1, 5, 17, 130])
+def test_simd_kernels_equal_the_scalar_reference_bit_for_bit(encoded, strategy, batch):
+    if sc.build_info()["simd_detected"] != "avx2":
+        pytest.skip("CPU without AVX2")
+    rng = np.random.default_rng(11)
+    for enc in encoded:
+        if strategy == "lut" and not (enc.group_size >= enc.shape[1] or enc.group_size % 8 == 0):
+            continue
+        x = rng.standard_normal((batch, enc.shape[1])).astype(np.float32)
+        sc.set_simd_level("scalar")
+        scalar = sc.matmul(x, enc, strategy=strategy)
+        sc.set_simd_level("avx2")
+        simd = sc.matmul(x, enc, strategy=strategy)
+        assert np.array_equal(scalar.view(np.uint32), simd.view(np.uint32)), enc
+
+
+def test_thread_count_does_not_change_results(encoded, threads):
+    x = np.random.default_rng(0).standard_normal((3, encoded[1].shape[1])).astype(np.float32)
+    assert np.array_equal(sc.matmul(x, encoded[1], strategy="sparse"), sc.matmul(x, encoded[1], strategy="sparse"))
+
+
+def test_vector_input_transposed_product_and_decoded_rows(encoded):
+    enc = encoded[0]
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(enc.shape[1]).astype(np.float32)
+    assert sc.matmul(x, enc).shape == (enc.shape[0],)
+    w = sc.decode(enc)
+    g = rng.standard_normal((4, enc.shape[0])).astype(np.float32)
+    np.testing.assert_allclose(sc.matmul_transposed(g, enc), g @ w, rtol=1e-5, atol=1e-5)
+    assert np.array_equal(decode_rows(enc, 5, 40), w[5:40])
+
+
+def test_auto_picks_sparse_when_sparse_and_a_dense_kind_when_not():
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((512, 512)).astype(np.float32)
+    assert choose_strategy(sc.encode(w, sparsity=0.95, bits=1), 1) == "sparse"
+    assert choose_strategy(sc.encode(w, sparsity=0.0, bits=4), 256) in ("lut", "dense")
+
+
+def test_bad_inputs(encoded):
+    enc = encoded[0]
+    with pytest.raises(ValueError, match="features"):
+        sc.matmul(np.ones((2, enc.shape[1] + 1), np.float32), enc)
+    with pytest.raises(TypeError, match="floating"):
+        sc.matmul(np.ones((2, enc.shape[1]), np.int32), enc)
+    with pytest.raises(ValueError, match="strategy"):
+        sc.matmul(np.ones((2, enc.shape[1]), np.float32), enc, strategy="fastest")
+    with pytest.raises(ValueError, match="1-D"):
+        sc.matmul(np.ones((2, 2, enc.shape[1]), np.float32), enc)
+    odd_groups = sc.encode(np.ones((4, 20), np.float32), bits=1, group_size=5)
+    with pytest.raises(ValueError, match="lut"):
+        sc.matmul(np.ones((1, 20), np.float32), odd_groups, strategy="lut")
+    with pytest.raises(TypeError, match="EncodedWeight"):
+        sc.matmul(np.ones(3), "weights")
