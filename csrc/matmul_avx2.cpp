@@ -36,70 +36,84 @@ inline void build_table_single(const float* x, int width, float* table) {
 
 // One chunk of NB vectors of batch lanes for rows [r0, r1). The columns are walked in panels whose
 // slice of x stays in L2 while every row of the range uses it; each row's partial sums, result,
-// position and group survive from panel to panel in `state`, so the order of operations per lane
-// is exactly the reference's: one fma chain per group in column order, then y += s.
-template <int NB>
+// position and group survive from panel to panel in `state` / `cursor`. A group is closed (y += s)
+// as soon as its last entry is consumed, so the order of operations per lane is exactly the
+// reference's: one fma chain per group in column order, then y += s, groups in order.
+template <int NB, bool kPacked>
 void sparse_chunk(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int64_t r1, const MatmulInput& in,
                   int64_t chunk, std::vector<float>& state, std::vector<int64_t>& cursor) {
     constexpr int64_t width = NB * kLanes;
-    const int q = w.q();
+    const int q = w.q(), low = (1 << q) - 1;
     const int64_t groups = w.scales.groups, cols = w.cols, rows = r1 - r0;
+    const uint16_t* entries = plan.entries;
+    const uint8_t* codes = plan.codes;
     const float* x_chunk = in.x_cols + chunk * kChunkLanes * cols;  // [cols][width]
     const int64_t panel = std::max<int64_t>(64, (int64_t(64) << 10) / width);  // 256 KiB of x
     state.assign(size_t(rows * 2 * width), 0.0f);
-    float* sums = state.data();
-    float* ys = sums + rows * width;
     cursor.assign(size_t(2 * rows), 0);  // per row: next entry, current group
     for (int64_t r = 0; r < rows; ++r) cursor[size_t(2 * r)] = plan.seg[(r0 + r) * groups];
     alignas(32) float values[16];
     for (int64_t c_end = std::min(cols, panel);; c_end = std::min(cols, c_end + panel)) {
-        const bool last_panel = c_end == cols;
         for (int64_t r = 0; r < rows; ++r) {
             const int64_t* seg = plan.seg + (r0 + r) * groups;
-            int64_t k = cursor[size_t(2 * r)], g = cursor[size_t(2 * r + 1)];
-            const int64_t row_end = seg[groups];
-            __m256 acc[NB], y[NB];
-            for (int b = 0; b < NB; ++b) {
-                acc[b] = _mm256_loadu_ps(sums + r * width + b * kLanes);
-                y[b] = _mm256_loadu_ps(ys + r * width + b * kLanes);
-            }
             const float* alpha = w.scales.scales + (r0 + r) * groups * q;
+            float* sums = state.data() + r * 2 * width;
+            float* ys = sums + width;
+            int64_t k = cursor[size_t(2 * r)], g = cursor[size_t(2 * r + 1)];
+            if (g == groups) continue;  // row complete
+            __m256 acc[NB];
+            for (int b = 0; b < NB; ++b) acc[b] = _mm256_loadu_ps(sums + b * kLanes);
             pattern_values(alpha + g * q, q, values);
-            int64_t group_end = seg[g + 1];
-            for (; k < row_end; ++k) {
-                const int64_t col = plan.column(k);
-                if (col >= c_end) break;
-                while (k >= group_end) {  // close the groups that end before entry k
-                    for (int b = 0; b < NB; ++b) {
-                        y[b] = _mm256_add_ps(y[b], acc[b]);
-                        acc[b] = _mm256_setzero_ps();
+            for (;;) {
+                const int64_t group_end = seg[g + 1];
+                bool panel_done = false;
+                for (; k < group_end; ++k) {
+                    const uint32_t e = entries[k];
+                    const int64_t col = kPacked ? e >> q : e;
+                    if (col >= c_end) {
+                        panel_done = true;
+                        break;
                     }
-                    group_end = seg[++g + 1];
-                    pattern_values(alpha + g * q, q, values);
+                    const __m256 v = _mm256_broadcast_ss(values + (kPacked ? int(e) & low : codes[k]));
+                    const float* xp = x_chunk + col * width;
+                    for (int b = 0; b < NB; ++b) acc[b] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xp + b * kLanes), acc[b]);
                 }
-                const __m256 v = _mm256_broadcast_ss(values + plan.code(k));
-                const float* xp = x_chunk + col * width;
-                for (int b = 0; b < NB; ++b) acc[b] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xp + b * kLanes), acc[b]);
+                if (panel_done) break;
+                for (int b = 0; b < NB; ++b) {  // group g complete: y += s
+                    _mm256_storeu_ps(ys + b * kLanes, _mm256_add_ps(_mm256_loadu_ps(ys + b * kLanes), acc[b]));
+                    acc[b] = _mm256_setzero_ps();
+                }
+                if (++g == groups) break;
+                pattern_values(alpha + g * q, q, values);
             }
-            if (last_panel) {  // close the current group and the empty ones after it
-                for (; g < groups; ++g)
-                    for (int b = 0; b < NB; ++b) {
-                        y[b] = _mm256_add_ps(y[b], acc[b]);
-                        acc[b] = _mm256_setzero_ps();
-                    }
-            }
-            for (int b = 0; b < NB; ++b) {
-                _mm256_storeu_ps(sums + r * width + b * kLanes, acc[b]);
-                _mm256_storeu_ps(ys + r * width + b * kLanes, y[b]);
-            }
+            for (int b = 0; b < NB; ++b) _mm256_storeu_ps(sums + b * kLanes, acc[b]);
             cursor[size_t(2 * r)] = k;
             cursor[size_t(2 * r + 1)] = g;
         }
-        if (last_panel) break;
+        if (c_end == cols) break;
     }
     const int64_t lane0 = chunk * kChunkLanes;
     for (int64_t r = 0; r < rows; ++r)
-        for (int64_t l = 0; l < width && lane0 + l < in.batch; ++l) in.out[(lane0 + l) * w.rows + r0 + r] = ys[r * width + l];
+        for (int64_t l = 0; l < width && lane0 + l < in.batch; ++l)
+            in.out[(lane0 + l) * w.rows + r0 + r] = state[size_t(r * 2 * width + width + l)];
+}
+
+template <bool kPacked>
+void sparse_chunks(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int64_t r1, const MatmulInput& in) {
+    thread_local std::vector<float> state;
+    thread_local std::vector<int64_t> cursor;
+    for (int64_t chunk = 0; chunk * kChunkBlocks < in.blocks; ++chunk) {
+        switch (std::min<int64_t>(kChunkBlocks, in.blocks - chunk * kChunkBlocks)) {
+            case 1: sparse_chunk<1, kPacked>(w, plan, r0, r1, in, chunk, state, cursor); break;
+            case 2: sparse_chunk<2, kPacked>(w, plan, r0, r1, in, chunk, state, cursor); break;
+            case 3: sparse_chunk<3, kPacked>(w, plan, r0, r1, in, chunk, state, cursor); break;
+            case 4: sparse_chunk<4, kPacked>(w, plan, r0, r1, in, chunk, state, cursor); break;
+            case 5: sparse_chunk<5, kPacked>(w, plan, r0, r1, in, chunk, state, cursor); break;
+            case 6: sparse_chunk<6, kPacked>(w, plan, r0, r1, in, chunk, state, cursor); break;
+            case 7: sparse_chunk<7, kPacked>(w, plan, r0, r1, in, chunk, state, cursor); break;
+            default: sparse_chunk<8, kPacked>(w, plan, r0, r1, in, chunk, state, cursor); break;
+        }
+    }
 }
 
 }  // namespace
@@ -129,15 +143,7 @@ void lut_tile_avx2(const MatmulWeight& w, const TileBits& tile, const MatmulInpu
                         acc_p[r * q + p] = acc_p[r * q + p] + table[m & key_at(tile.plane(p), pos, width, aligned)];
                 }
             }
-            for (int64_t r = 0; r < rows; ++r) {
-                const float* alpha = w.scales.scales + ((tile.r0 + r) * w.scales.groups + g) * q;
-                for (int p = 0; p < q; ++p) {
-                    float t = 2.0f * acc_p[r * q + p];
-                    t = t - acc_k[r];
-                    t = t * alpha[p];
-                    y[r] = y[r] + t;
-                }
-            }
+            lut_close_group(w, tile, g, acc_k, acc_p, y);
         }
         for (int64_t r = 0; r < rows; ++r) in.out[tile.r0 + r] = y[r];
         return;
@@ -216,20 +222,10 @@ void sparse_rows_avx2(const MatmulWeight& w, const SparsePlan& plan, int64_t r0,
         }
         return;
     }
-    thread_local std::vector<float> state;
-    thread_local std::vector<int64_t> cursor;
-    for (int64_t chunk = 0; chunk * kChunkBlocks < in.blocks; ++chunk) {
-        switch (std::min<int64_t>(kChunkBlocks, in.blocks - chunk * kChunkBlocks)) {
-            case 1: sparse_chunk<1>(w, plan, r0, r1, in, chunk, state, cursor); break;
-            case 2: sparse_chunk<2>(w, plan, r0, r1, in, chunk, state, cursor); break;
-            case 3: sparse_chunk<3>(w, plan, r0, r1, in, chunk, state, cursor); break;
-            case 4: sparse_chunk<4>(w, plan, r0, r1, in, chunk, state, cursor); break;
-            case 5: sparse_chunk<5>(w, plan, r0, r1, in, chunk, state, cursor); break;
-            case 6: sparse_chunk<6>(w, plan, r0, r1, in, chunk, state, cursor); break;
-            case 7: sparse_chunk<7>(w, plan, r0, r1, in, chunk, state, cursor); break;
-            default: sparse_chunk<8>(w, plan, r0, r1, in, chunk, state, cursor); break;
-        }
-    }
+    if (plan.codes)
+        sparse_chunks<false>(w, plan, r0, r1, in);
+    else
+        sparse_chunks<true>(w, plan, r0, r1, in);
 }
 
 }  // namespace sc

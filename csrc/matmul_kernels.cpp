@@ -39,15 +39,7 @@ void lut_tile_scalar(const MatmulWeight& w, const TileBits& tile, const MatmulIn
                         acc_p[r * q + p] = acc_p[r * q + p] + table[m & read_bits(tile.plane(p), pos, width)];
                 }
             }
-            for (int64_t r = 0; r < rows; ++r) {
-                const float* alpha = w.scales.scales + ((tile.r0 + r) * w.scales.groups + g) * q;
-                for (int p = 0; p < q; ++p) {
-                    float t = 2.0f * acc_p[r * q + p];
-                    t = t - acc_k[r];
-                    t = t * alpha[p];
-                    y[r] = y[r] + t;
-                }
-            }
+            lut_close_group(w, tile, g, acc_k, acc_p, y);
         }
         for (int64_t r = 0; r < rows; ++r) in.out[b * w.rows + tile.r0 + r] = y[r];
     }

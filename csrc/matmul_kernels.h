@@ -82,6 +82,21 @@ inline void pattern_values(const float* alpha, int q, float* values) {
     }
 }
 
+// Batch 1, end of scale group g of the lut kernel: y[r] += ((2 accP[p]) - accK) * alpha[p], p ascending.
+inline void lut_close_group(const MatmulWeight& w, const TileBits& tile, int64_t g, const float* acc_k,
+                            const float* acc_p, float* y) {
+    const int q = w.q();
+    for (int64_t r = 0; r < tile.r1 - tile.r0; ++r) {
+        const float* alpha = w.scales.scales + ((tile.r0 + r) * w.scales.groups + g) * q;
+        for (int p = 0; p < q; ++p) {
+            float t = 2.0f * acc_p[r * q + p];
+            t = t - acc_k[r];
+            t = t * alpha[p];
+            y[r] = y[r] + t;
+        }
+    }
+}
+
 // Batch-1 sum of one (row, group) segment of the sparse form, in the reference order; shared by the
 // scalar and AVX2 kernels (compiled into each). q = 1 reads x_signed, q >= 2 the pattern values.
 inline float sparse_segment_single(const SparsePlan& plan, int64_t k0, int64_t k1, const float* x,
@@ -100,13 +115,14 @@ inline float sparse_segment_single(const SparsePlan& plan, int64_t k0, int64_t k
         for (int i = 0; k < k1; ++k, ++i) *s[i] = *s[i] + x_signed[e[k]];
         return ((s0 + s1) + (s2 + s3)) * alpha0;
     }
-    if (!plan.codes) {
-        const int q = plan.q, low = (1 << q) - 1;
+    if (!plan.codes) {  // unsigned 32-bit index arithmetic: no sign extensions in the loop
+        const uint32_t q = uint32_t(plan.q), low = (1u << q) - 1;
         for (; k + 4 <= k1; k += 4) {
-            s0 = std::fma(values[e[k] & low], x[e[k] >> q], s0);
-            s1 = std::fma(values[e[k + 1] & low], x[e[k + 1] >> q], s1);
-            s2 = std::fma(values[e[k + 2] & low], x[e[k + 2] >> q], s2);
-            s3 = std::fma(values[e[k + 3] & low], x[e[k + 3] >> q], s3);
+            const uint32_t e0 = e[k], e1 = e[k + 1], e2 = e[k + 2], e3 = e[k + 3];
+            s0 = std::fma(values[e0 & low], x[e0 >> q], s0);
+            s1 = std::fma(values[e1 & low], x[e1 >> q], s1);
+            s2 = std::fma(values[e2 & low], x[e2 >> q], s2);
+            s3 = std::fma(values[e3 & low], x[e3 >> q], s3);
         }
     }
     for (int i = int((k - k0) & 3); k < k1; ++k, i = (i + 1) & 3)
