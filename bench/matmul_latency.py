@@ -5,7 +5,8 @@
 
 For 4096 x 4096 and 11008 x 4096 Gaussian layers (64 and 172 MiB as float32, past the 32 MiB
 last-level cache) at (S = 0.9, q = 1) and (S = 0.5, q = 2), batch 1, 8, 64 and 256, it times in one
-run and round-robin (so that a burst of load on this shared machine hits every peer alike):
+run, in rounds over the implementations (so that a burst of load on this shared machine hits every
+peer alike), each timed over a few back-to-back calls:
 
 * ours: `SQLinear` (strategy "auto") built from the encoded weight, and `sc.matmul` with the
   streaming "lut" strategy (no run-time cache) for reference;
@@ -88,11 +89,14 @@ def measure(rows: int, cols: int, sparsity: float, bits: int, batches: list[int]
             if np.abs(got - reference).max() > (0.05 if name == "int8 dynamic" else 1e-3) * scale:
                 raise RuntimeError(f"{name} disagrees with the dense product")
         times: dict[str, list[float]] = {name: [] for name in impls}
+        inner = max(2, 8 // (1 + batch // 64))
         for _ in range(rounds):
             for name, f in impls.items():
-                t0 = time.perf_counter()
-                f()
-                times[name].append(time.perf_counter() - t0)
+                f()  # back-to-back calls: each library's thread pool awake, as in a model made of it
+                for _ in range(inner):
+                    t0 = time.perf_counter()
+                    f()
+                    times[name].append(time.perf_counter() - t0)
         strategy = choose_strategy(enc, batch)
         for name, ts in times.items():
             results.append(

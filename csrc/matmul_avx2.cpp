@@ -34,6 +34,45 @@ inline void build_table_single(const float* x, int width, float* table) {
     }
 }
 
+// Batch 1, one (row, group) segment: eight kept weights per step, their x gathered and their values
+// permuted out of the pattern table (gathered too when it spans more than two vectors).
+float sparse_segment_gather(const SparsePlan& plan, int64_t k0, int64_t k1, const float* x, const float* values) {
+    const int q = plan.q;
+    const __m256 table_lo = _mm256_load_ps(values);
+    const __m256 table_hi = q == 4 ? _mm256_load_ps(values + 8) : table_lo;
+    const __m256i low = _mm256_set1_epi32((1 << q) - 1);
+    const __m128i shift = _mm_cvtsi32_si128(q);
+    __m256 acc = _mm256_setzero_ps();
+    int64_t k = k0;
+    for (; k + 8 <= k1; k += 8) {
+        const __m256i e = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(plan.entries + k)));
+        __m256i col = e, code;
+        if (plan.codes) {
+            code = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(plan.codes + k)));
+        } else {
+            col = _mm256_srl_epi32(e, shift);
+            code = _mm256_and_si256(e, low);
+        }
+        __m256 v;
+        if (q <= 3) {
+            v = _mm256_permutevar8x32_ps(table_lo, code);
+        } else if (q == 4) {  // bit 3 of the code, moved to the sign bit, picks the upper half
+            v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(table_lo, code), _mm256_permutevar8x32_ps(table_hi, code),
+                                 _mm256_castsi256_ps(_mm256_slli_epi32(code, 28)));
+        } else {
+            v = _mm256_i32gather_ps(values, code, 4);
+        }
+        acc = _mm256_fmadd_ps(v, _mm256_i32gather_ps(x, col, 4), acc);
+    }
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, acc);
+    for (int i = 0; k < k1; ++k, ++i) lanes[i] = std::fma(values[plan.code(k)], x[plan.column(k)], lanes[i]);
+    // The horizontal sum in sparse_lanes_sum's order: halves, then pairs, then the last two.
+    const __m128 h = _mm_add_ps(_mm256_castps256_ps128(_mm256_load_ps(lanes)), _mm256_extractf128_ps(_mm256_load_ps(lanes), 1));
+    const __m128 pairs = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    return _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps(pairs, pairs, 1)));
+}
+
 // One chunk of NB vectors of batch lanes for rows [r0, r1). The columns are walked in panels whose
 // slice of x stays in L2 while every row of the range uses it; each row's partial sums, result,
 // position and group survive from panel to panel in `state` / `cursor`. A group is closed (y += s)
@@ -52,7 +91,7 @@ void sparse_chunk(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int
     state.assign(size_t(rows * 2 * width), 0.0f);
     cursor.assign(size_t(2 * rows), 0);  // per row: next entry, current group
     for (int64_t r = 0; r < rows; ++r) cursor[size_t(2 * r)] = plan.seg[(r0 + r) * groups];
-    alignas(32) float values[16];
+    alignas(32) float values[256];
     for (int64_t c_end = std::min(cols, panel);; c_end = std::min(cols, c_end + panel)) {
         for (int64_t r = 0; r < rows; ++r) {
             const int64_t* seg = plan.seg + (r0 + r) * groups;
@@ -209,14 +248,18 @@ void sparse_rows_avx2(const MatmulWeight& w, const SparsePlan& plan, int64_t r0,
     const int q = w.q();
     const int64_t groups = w.scales.groups;
     if (in.batch == 1) {
-        float values[16];
+        alignas(32) float values[256];
         for (int64_t r = r0; r < r1; ++r) {
             float y = 0.0f;
             for (int64_t g = 0; g < groups; ++g) {
                 const float* alpha = w.scales.scales + (r * groups + g) * q;
-                if (q > 1) pattern_values(alpha, q, values);
-                y = y + sparse_segment_single(plan, plan.seg[r * groups + g], plan.seg[r * groups + g + 1], in.x,
-                                              in.x_signed, values, alpha[0]);
+                const int64_t k0 = plan.seg[r * groups + g], k1 = plan.seg[r * groups + g + 1];
+                if (q == 1) {
+                    y = y + sparse_signed_sum(plan.entries, k0, k1, in.x_signed) * alpha[0];
+                    continue;
+                }
+                pattern_values(alpha, q, values);
+                y = y + sparse_segment_gather(plan, k0, k1, in.x, values);
             }
             in.out[r] = y;
         }

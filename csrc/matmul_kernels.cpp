@@ -48,7 +48,7 @@ void lut_tile_scalar(const MatmulWeight& w, const TileBits& tile, const MatmulIn
 void sparse_rows_scalar(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int64_t r1, const MatmulInput& in) {
     const int q = w.q();
     const int64_t groups = w.scales.groups, cols = w.cols;
-    float values[16];
+    float values[256];
     for (int64_t r = r0; r < r1; ++r) {
         for (int64_t b = 0; b < in.batch; ++b) {
             const float* x = in.x + b * cols;
@@ -57,8 +57,15 @@ void sparse_rows_scalar(const MatmulWeight& w, const SparsePlan& plan, int64_t r
                 const float* alpha = w.scales.scales + (r * groups + g) * q;
                 const int64_t k0 = plan.seg[r * groups + g], k1 = plan.seg[r * groups + g + 1];
                 pattern_values(alpha, q, values);
+                if (in.batch == 1 && q == 1) {
+                    y = y + sparse_signed_sum(plan.entries, k0, k1, in.x_signed) * alpha[0];
+                    continue;
+                }
                 if (in.batch == 1) {
-                    y = y + sparse_segment_single(plan, k0, k1, x, in.x_signed, values, alpha[0]);
+                    float lanes[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
+                    for (int64_t k = k0; k < k1; ++k)
+                        lanes[(k - k0) & 7] = std::fma(values[plan.code(k)], x[plan.column(k)], lanes[(k - k0) & 7]);
+                    y = y + sparse_lanes_sum(lanes);
                     continue;
                 }
                 float s = 0.0f;

@@ -10,12 +10,13 @@
 //   chunks in order, then y += ((2 accP[p]) - accK) * alpha[p] for p ascending. Needs scale groups
 //   that are whole rows or multiples of 8 columns.
 // * sparse: over the kept weights only, read from the weight's sparse form (SparsePlan), never
-//   touching a pruned position. Batch 1, four interleaved partial sums over the j-th kept weight of
-//   each group: for q = 1, s[j % 4] += (bit ? x : -x), then y += ((s0 + s1) + (s2 + s3)) * alpha;
-//   for q >= 2, s[j % 4] = fma(C[code], x, s[j % 4]), then y += (s0 + s1) + (s2 + s3), where C[code]
-//   is the dequantised value of the bit pattern (dequant_one's formula). Batch > 1, per batch lane
-//   one partial sum per group: s = fma(C[code], x, s) over the kept weights in order, then y += s
-//   (for q = 1 too, with C = {-alpha, +alpha}); the kernel runs across up to 64 lanes at once.
+//   touching a pruned position; C[code] is the dequantised value of a bit pattern (dequant_one's
+//   formula). Batch 1: eight partial sums over the j-th kept weight of each group, for q = 1
+//   s[j % 8] += (bit ? x : -x), then y += sparse_lanes_sum(s) * alpha; for q >= 2
+//   s[j % 8] = fma(C[code], x, s[j % 8]), then y += sparse_lanes_sum(s) (the AVX2 path gathers
+//   eight kept weights per vector). Batch > 1, per batch lane one partial sum per group:
+//   s = fma(C[code], x, s) over the kept weights in order, then y += s; the AVX2 path runs across up
+//   to 64 lanes at once.
 //
 // Operations are written out (no contraction: the library builds with -ffp-contract=off; fma only
 // where stated), so every path produces the same float32 results.
@@ -33,8 +34,7 @@ namespace sc {
 // kept as a run-time cache beside the compressed weight. Segment s = row * groups + group holds
 // entries [seg[s], seg[s + 1]) in ascending column order. Packed (cols << q <= 65536): entry =
 // (col << q) | code, 16 bits per kept weight; otherwise entry = col and codes[k] = code (24 bits).
-// code = the kept weight's bit pattern, bit p from plane p. For q = 1 the packed entry is the index
-// of (bit ? +x : -x) in the signed copy of x.
+// code = the kept weight's bit pattern, bit p from plane p.
 struct SparsePlan {
     const int64_t* seg = nullptr;
     const uint16_t* entries = nullptr;
@@ -97,37 +97,21 @@ inline void lut_close_group(const MatmulWeight& w, const TileBits& tile, int64_t
     }
 }
 
-// Batch-1 sum of one (row, group) segment of the sparse form, in the reference order; shared by the
-// scalar and AVX2 kernels (compiled into each). q = 1 reads x_signed, q >= 2 the pattern values.
-inline float sparse_segment_single(const SparsePlan& plan, int64_t k0, int64_t k1, const float* x,
-                                   const float* x_signed, const float* values, float alpha0) {
-    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-    float* s[4] = {&s0, &s1, &s2, &s3};
-    const uint16_t* e = plan.entries;
+// The batch-1 sparse kernel's eight partial sums, summed in the order of the AVX2 horizontal sum.
+inline float sparse_lanes_sum(const float* s) {
+    const float h0 = s[0] + s[4], h1 = s[1] + s[5], h2 = s[2] + s[6], h3 = s[3] + s[7];
+    return (h0 + h2) + (h1 + h3);
+}
+
+// Batch 1, q = 1: one segment's signed sum (before the scale). The packed entry 2 * col + bit indexes
+// the signed copy of x, so a kept weight costs two loads and an add; shared by both kernels.
+inline float sparse_signed_sum(const uint16_t* e, int64_t k0, int64_t k1, const float* x_signed) {
+    float s[8] = {0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
     int64_t k = k0;
-    if (plan.q == 1) {  // always packed: the entry indexes the signed copy of x
-        for (; k + 4 <= k1; k += 4) {
-            s0 = s0 + x_signed[e[k]];
-            s1 = s1 + x_signed[e[k + 1]];
-            s2 = s2 + x_signed[e[k + 2]];
-            s3 = s3 + x_signed[e[k + 3]];
-        }
-        for (int i = 0; k < k1; ++k, ++i) *s[i] = *s[i] + x_signed[e[k]];
-        return ((s0 + s1) + (s2 + s3)) * alpha0;
-    }
-    if (!plan.codes) {  // unsigned 32-bit index arithmetic: no sign extensions in the loop
-        const uint32_t q = uint32_t(plan.q), low = (1u << q) - 1;
-        for (; k + 4 <= k1; k += 4) {
-            const uint32_t e0 = e[k], e1 = e[k + 1], e2 = e[k + 2], e3 = e[k + 3];
-            s0 = std::fma(values[e0 & low], x[e0 >> q], s0);
-            s1 = std::fma(values[e1 & low], x[e1 >> q], s1);
-            s2 = std::fma(values[e2 & low], x[e2 >> q], s2);
-            s3 = std::fma(values[e3 & low], x[e3 >> q], s3);
-        }
-    }
-    for (int i = int((k - k0) & 3); k < k1; ++k, i = (i + 1) & 3)
-        *s[i] = std::fma(values[plan.code(k)], x[plan.column(k)], *s[i]);
-    return (s0 + s1) + (s2 + s3);
+    for (; k + 8 <= k1; k += 8)
+        for (int i = 0; i < 8; ++i) s[i] = s[i] + x_signed[e[k + i]];
+    for (int i = 0; k < k1; ++k, ++i) s[i] = s[i] + x_signed[e[k]];
+    return sparse_lanes_sum(s);
 }
 
 // Columns [c_begin, c_end) of scale group g (clipped to the row).

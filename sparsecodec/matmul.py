@@ -136,9 +136,9 @@ def choose_strategy(enc: EncodedWeight, batch: int) -> str:
     kept, bits, blocks = enc.mask.kept, enc.bits, -(-batch // 8)
     # The per-call plane decode of the streaming kernels: per slice and plane, plus per position.
     decode = bits * (enc.n_slices * 0.45 + positions * 0.025)
-    costs = {"dense": decode + positions * (0.3 + 0.03 * batch)}
+    costs = {"dense": decode + positions * (0.3 + 0.1 * batch)}
     if sparse_supported(enc):  # kept weights from the cached sparse form, 8 batch lanes per vector
-        costs["sparse"] = kept * ((0.3 if bits == 1 else 0.6) if batch == 1 else 0.3 + 0.6 * blocks)
+        costs["sparse"] = kept * (0.4 if batch == 1 else 0.5 + 0.35 * blocks)
     if lut_supported(enc):
-        costs["lut"] = decode + (positions / 8) * (bits + 1) * (0.4 if batch == 1 else 0.7 * blocks)
+        costs["lut"] = decode + positions * 0.3 * (bits + 1) * (1 + 0.5 * (blocks - 1))
     return min(costs, key=costs.get)

@@ -24,6 +24,7 @@ def _weights(rng):
         ((40, 2500), 0.7, 2, {"group_size": 96}),
         # column and pattern too wide to pack in 16 bits: the sparse form keeps codes apart
         ((5, 17000), 0.8, 2, {}),
+        ((24, 72), 0.6, 6, {}),  # more patterns than one vector holds
     ]:
         w = rng.standard_normal(shape).astype(np.float32)
         cases.append(sc.encode(w, sparsity=sparsity, bits=bits, **kwargs))
@@ -84,11 +85,18 @@ def test_vector_input_transposed_product_and_decoded_rows(encoded):
     assert np.array_equal(decode_rows(enc, 5, 40), w[5:40])
 
 
-def test_auto_picks_sparse_when_sparse_and_a_dense_kind_when_not():
+def test_auto_picks_sparse_when_sparse_and_only_strategies_that_can_run():
     rng = np.random.default_rng(2)
     w = rng.standard_normal((512, 512)).astype(np.float32)
     assert choose_strategy(sc.encode(w, sparsity=0.95, bits=1), 1) == "sparse"
-    assert choose_strategy(sc.encode(w, sparsity=0.0, bits=4), 256) in ("lut", "dense")
+    # 1-bit with more than 32768 columns (no sparse form) and groups of 12 columns (no lookup tables)
+    wide = sc.encode(rng.standard_normal((2, 33000)).astype(np.float32), sparsity=0.9, bits=1, group_size=12)
+    x = rng.standard_normal((3, 33000)).astype(np.float32)
+    assert choose_strategy(wide, 3) == "dense"
+    np.testing.assert_allclose(sc.matmul(x, wide), x @ sc.decode(wide).T, rtol=1e-4, atol=1e-4)
+    for strategy in ("sparse", "lut"):
+        with pytest.raises(ValueError, match=strategy):
+            sc.matmul(x, wide, strategy=strategy)
 
 
 def test_bad_inputs(encoded):
