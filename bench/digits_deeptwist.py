@@ -166,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--period", type=int, default=20)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--no-write", action="store_true", help="print only; leave bench/README.md alone")
+    p.add_argument("--quick", action="store_true", help="one seed, 10 + 10 epochs, for a smoke run")
     a = p.parse_args(argv)
+    if a.quick:
+        a.seeds, a.dense_epochs, a.twist_epochs = [0], 10, 10
     torch.set_num_threads(2)
     runs = [run(a.sparsity, a.rank, a.tile, a.bits, a.dense_epochs, a.twist_epochs, a.period, seed) for seed in a.seeds]
     text = table(runs)

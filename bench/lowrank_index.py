@@ -125,6 +125,7 @@ def index_table(size: int) -> tuple[str, dict]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, default=4096, help="side of the index-table layer")
+    p.add_argument("--quick", action="store_true", help="a 1024 x 1024 index table and three ranks, for a smoke run")
     a = p.parse_args(argv)
     configs = [
         (2, 1),
@@ -141,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         (4, 4),
         (8, 4),
     ]
+    if a.quick:
+        a.size, configs = 1024, [(2, 1), (8, 1), (2, 2)]
     gauss = np.random.default_rng(0).standard_normal((800, 500))
     rows = retained_rows("Gaussian 800x500", gauss, configs) + retained_rows(
         "trained fc1 128x1024", trained_fc1(), configs

@@ -1,5 +1,5 @@
 """Writing benchmark tables into bench/README.md (between <!-- name:start --> / <!-- name:end -->
-markers) and raw results into bench/results/."""
+markers), raw results into bench/results/ and figures into bench/plots/."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 HERE = pathlib.Path(__file__).parent
 README = HERE / "README.md"
 RESULTS = HERE / "results"
+PLOTS = HERE / "plots"
 
 
 def replace_section(text: str, name: str, body: str) -> str:
@@ -31,3 +32,9 @@ def write_results(name: str, results: Any) -> pathlib.Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(results, indent=1, default=str))
     return path
+
+
+def plot_path(name: str) -> pathlib.Path:
+    """Where a figure goes (bench/plots/<name>.png); link it from README.md as plots/<name>.png."""
+    PLOTS.mkdir(exist_ok=True)
+    return PLOTS / f"{name}.png"

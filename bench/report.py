@@ -175,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=4096, help="rows = cols of the efficiency layer")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="1024 x 1024, small structured masks, no throughput")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.size, args.skip_throughput = 1024, True
+    structured_shape = (512, 1024) if args.quick else (1024, 2048)
 
     info = sc.build_info()
     machine = (
@@ -185,8 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     eff = efficiency_rows(args.size, args.size)
     write_section("xor-efficiency", efficiency_table(eff, (args.size, args.size)))
     print("structured masks ...", flush=True)
-    structured = structured_rows(1024, 2048)
-    write_section("xor-structured", structured_table(structured, (1024, 2048)))
+    structured = structured_rows(*structured_shape)
+    write_section("xor-structured", structured_table(structured, structured_shape))
     results = {"build": info, "efficiency": eff, "structured": structured}
     if not args.skip_throughput:
         print("throughput ...", flush=True)

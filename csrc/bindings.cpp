@@ -570,7 +570,7 @@ PYBIND11_MODULE(_core, m) {
 
     m.def(
         "spectral_product",
-        [](py::object a_obj, py::object b_obj, bool conj_b, py::object out_obj, bool accumulate) {
+        [](py::object a_obj, py::object b_obj, bool conj_b, py::object out_obj) {
             // Strided complex64 views (numpy views of torch tensors): strides whole, non-negative
             // elements; b contiguous along j; out writable and disjoint from the inputs.
             auto view_of = [](const py::object& obj, const char* name) {
@@ -582,7 +582,8 @@ PYBIND11_MODULE(_core, m) {
                 if (arr.ndim() != 4) throw std::invalid_argument(std::string(name) + " must be 4-D");
                 for (int d = 0; d < 4; ++d)
                     if (arr.size() > 0 && arr.shape(d) > 1 && (arr.strides(d) < 0 || arr.strides(d) % 8 != 0))
-                        throw std::invalid_argument(std::string(name) + ": strides must be whole, non-negative elements");
+                        throw std::invalid_argument(std::string(name) +
+                                                    ": strides must be whole, non-negative elements");
                 if (reinterpret_cast<uintptr_t>(arr.data()) % alignof(float) != 0)
                     throw std::invalid_argument(std::string(name) + " must be aligned to float");
                 return arr;
@@ -621,8 +622,8 @@ PYBIND11_MODULE(_core, m) {
                 ov.stride[d] = out.strides(d) / 8;
             }
             py::gil_scoped_release release;
-            spectral_product(shape, av, bv, conj_b, ov, accumulate);
+            spectral_product(shape, av, bv, conj_b, ov);
         },
-        py::arg("a"), py::arg("b"), py::arg("conj_b"), py::arg("out"), py::arg("accumulate") = false,
-        "out[g, m, i, j] (+)= sum_k a[g, m, i, k] * b[g, m, k, j] (b conjugated when conj_b) on complex64 spectra.");
+        py::arg("a"), py::arg("b"), py::arg("conj_b"), py::arg("out"),
+        "out[g, m, i, j] = sum_k a[g, m, i, k] * b[g, m, k, j] (b conjugated when conj_b) on complex64 spectra.");
 }

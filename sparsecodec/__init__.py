@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .bcq import BCQResult, bcq_dequantize, bcq_quantize, quantization_error
+from .config import SQConfig
 from .index_costs import index_costs
 from .info import __version__, build_info, get_num_threads, set_num_threads, set_simd_level
 from .lowrank_index import LowRankMask
@@ -23,8 +24,6 @@ from .matmul import matmul, matmul_transposed
 from .pruning import cubic_sparsity, global_magnitude_masks, magnitude_mask
 from .stream import FORMAT_VERSION, StreamError, peek_header
 from .xor_codec import EncodedWeight, decode, default_n_in, default_n_out, encode
-
-from .config import SQConfig
 
 # Torch-dependent parts load on first use, so that importing sparsecodec never imports torch.
 _LAZY = {"compress_": "compress", "CompressionReport": "compress", "save": "serialization", "load": "serialization"}

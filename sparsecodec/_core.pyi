@@ -51,8 +51,15 @@ def rice_decode(data: bytes, n: int, k: int, max_value: int) -> U64: ...
 def trellis_transition(
     key: npt.NDArray[np.uint32], u: U64, v: U64, k: int, method: Literal["scalar", "hypercube", "avx2"]
 ) -> npt.NDArray[np.uint32]: ...
+def spectral_product(
+    a: npt.NDArray[np.complex64],
+    b: npt.NDArray[np.complex64],
+    conj_b: bool,
+    out: npt.NDArray[np.complex64],
+) -> None: ...
 
-Weight = tuple  # (code, patches, mask spec, rows, cols, scales, group_size, n_in, n_out, depth, seed, chain, layout, group_bands)
+# (code, patches, mask spec, rows, cols, scales, group_size, n_in, n_out, depth, seed, chain, layout, group_bands)
+Weight = tuple
 
 class SparsePlan:
     def __init__(self, weight: Weight) -> None: ...

@@ -109,7 +109,9 @@ class LowRankMask(MaskFormat):
 
     def _decode_bits(self) -> np.ndarray:
         left, right = self.packed_factors()
-        return _native.core().lowrank_decode(left, right, self.shape[0], self.shape[1], self.tile[0], self.tile[1], self.rank)
+        return _native.core().lowrank_decode(
+            left, right, self.shape[0], self.shape[1], self.tile[0], self.tile[1], self.rank
+        )
 
     @classmethod
     def from_stream(cls, shape: tuple[int, int], params: dict[str, Any], payload: bytes) -> LowRankMask:

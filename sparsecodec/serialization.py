@@ -15,11 +15,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from .inspection import FILE_FORMAT as FORMAT
+from .inspection import FILE_FORMAT_VERSION as FORMAT_VERSION
+from .inspection import TENSOR_CRC_KEY, tensor_checksums
 from .nn.layers import SQConv2d, SQLinear
 from .nn.ops import encoded_weight
 
-FORMAT = "sparsecodec-model"
-FORMAT_VERSION = 1
+
+def _raw_bytes(tensors: dict[str, torch.Tensor]) -> dict[str, bytes]:
+    """Each tensor's bytes as safetensors stores them (contiguous, little-endian on this machine)."""
+    return {name: t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() for name, t in tensors.items()}
 
 
 def _module_spec(module: nn.Module) -> dict[str, Any]:
@@ -48,7 +53,12 @@ def save(model: nn.Module, path: str | os.PathLike) -> None:
 
     compressed = {name: _module_spec(m) for name, m in model.named_modules() if isinstance(m, (SQLinear, SQConv2d))}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "compressed_modules": json.dumps(compressed)}
+    meta = {
+        "format": FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "compressed_modules": json.dumps(compressed),
+        TENSOR_CRC_KEY: tensor_checksums(_raw_bytes(tensors)),
+    }
     save_file(tensors, os.fspath(path), metadata=meta)
 
 
@@ -71,6 +81,12 @@ def load(path: str | os.PathLike, model: nn.Module, *, strict: bool = True) -> n
         raise ValueError(f"{path} uses model-file version {version}; this sparsecodec reads up to {FORMAT_VERSION}")
     specs = json.loads(meta.get("compressed_modules", "{}"))
     tensors = load_file(path)
+    if TENSOR_CRC_KEY in meta:  # every tensor, dense ones included, as it was saved
+        expected = json.loads(meta[TENSOR_CRC_KEY])
+        actual = json.loads(tensor_checksums(_raw_bytes(tensors)))
+        damaged = sorted(name for name in expected if actual.get(name) != expected[name])
+        if damaged:
+            raise ValueError(f"{path} is damaged: CRC32 mismatch in tensor(s) {', '.join(damaged)}")
     for name, spec in specs.items():
         _set_submodule(model, name, _rebuild(name, spec, tensors))
     model.load_state_dict(tensors, strict=strict)

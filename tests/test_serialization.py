@@ -89,12 +89,17 @@ def test_loading_never_re_encodes(models_module, tmp_path, monkeypatch):
     sc.load(tmp_path / "m.safetensors", models.mlp())
 
 
-def test_damaged_and_foreign_files_are_refused(models_module, tmp_path):
-    _, models = models_module
+def _saved_mlp(models, tmp_path):
     model = models.mlp()
     sc.compress_(model, sc.SQConfig(sparsity=0.9))
     path = tmp_path / "m.safetensors"
     sc.save(model, path)
+    return path
+
+
+def test_damaged_and_foreign_files_are_refused(models_module, tmp_path):
+    _, models = models_module
+    path = _saved_mlp(models, tmp_path)
     data = bytearray(path.read_bytes())
     data[-30] ^= 0xFF  # inside a stream's bytes
     bad = tmp_path / "bad.safetensors"
@@ -109,3 +114,20 @@ def test_damaged_and_foreign_files_are_refused(models_module, tmp_path):
     save_file({"w": torch.zeros(2)}, str(tmp_path / "plain.safetensors"))
     with pytest.raises(ValueError, match="not a sparsecodec model"):
         sc.load(tmp_path / "plain.safetensors", nn.Linear(2, 2))
+
+
+def test_a_flipped_byte_in_a_dense_tensor_is_caught(models_module, tmp_path):
+    import json
+    import struct
+
+    _, models = models_module
+    path = _saved_mlp(models, tmp_path)
+    data = bytearray(path.read_bytes())
+    (header_len,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + header_len])
+    name = next(k for k in header if k.endswith("bias"))  # a plain float tensor, no stream CRC of its own
+    start, end = header[name]["data_offsets"]
+    data[8 + header_len + (start + end) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"damaged.*{name}"):
+        sc.load(path, models.mlp())

@@ -124,7 +124,11 @@ class SQLinear(_CompressedStreams):
         return cls(enc, linear.bias, config.strategy)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = torch.ops.sparsecodec.sq_linear(x, self.encoded, self.out_features, self.strategy)
+        if type(x) is torch.Tensor and not x.requires_grad and not torch.compiler.is_compiling():
+            # plain eager inference: the op's body without the dispatcher's overhead
+            y = ops.linear_forward(x, self.encoded, self.out_features, self.strategy)
+        else:  # autograd, tracing, compiling, tensor subclasses: the registered op
+            y = torch.ops.sparsecodec.sq_linear(x, self.encoded, self.out_features, self.strategy)
         return y + self.bias if self.bias is not None else y
 
     @property

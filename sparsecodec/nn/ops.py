@@ -47,12 +47,18 @@ def _numpy_rows(x: torch.Tensor) -> np.ndarray:
     return x.detach().to("cpu", torch.float32).contiguous().numpy()
 
 
-@torch.library.custom_op("sparsecodec::sq_linear", mutates_args=())
-def sq_linear(x: torch.Tensor, encoded: torch.Tensor, out_features: int, strategy: str) -> torch.Tensor:
+def linear_forward(x: torch.Tensor, encoded: torch.Tensor, out_features: int, strategy: str) -> torch.Tensor:
+    """``x @ W^T`` for the stream ``encoded``: the body of the ``sq_linear`` op, which layers also call
+    directly when neither autograd nor a compiler is watching (a dispatcher round trip saved)."""
     enc = encoded_weight(encoded)
     lead = x.shape[:-1]
     y = matmul(_numpy_rows(x).reshape(-1, x.shape[-1]), enc, strategy=strategy)
     return torch.from_numpy(y).reshape(*lead, out_features).to(device=x.device, dtype=x.dtype)
+
+
+@torch.library.custom_op("sparsecodec::sq_linear", mutates_args=())
+def sq_linear(x: torch.Tensor, encoded: torch.Tensor, out_features: int, strategy: str) -> torch.Tensor:
+    return linear_forward(x, encoded, out_features, strategy)
 
 
 @sq_linear.register_fake
