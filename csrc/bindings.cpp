@@ -174,6 +174,10 @@ struct SparsePlanHolder {
     SparsePlan view() const { return SparsePlan{seg.data(), entries.data(), codes.empty() ? nullptr : codes.data(), q}; }
 };
 
+struct DecodedBitsHolder {
+    DecodedBits bits;
+};
+
 // An encoded weight passed as one tuple: (code, patches, mask spec, rows, cols, scales, group_size,
 // n_in, n_out, depth, seed, chain, layout, group_bands), checked and viewed as a MatmulWeight. Owns
 // the network and the arrays it points into.
@@ -444,8 +448,14 @@ PYBIND11_MODULE(_core, m) {
             require_len(x, 1, cols, "x");
             MatmulStrategy kind;
             SparsePlan plan;
+            const DecodedBits* bits = nullptr;
             if (strategy == "lut") {
                 kind = MatmulStrategy::lut;
+                if (!plan_obj.is_none()) {
+                    bits = &plan_obj.cast<const DecodedBitsHolder&>().bits;
+                    if (bits->rows != rows || bits->cols != cols || int(bits->planes.size()) != w.q())
+                        throw std::invalid_argument("the DecodedBits were built for another weight shape or bit count");
+                }
             } else if (strategy == "sparse") {
                 kind = MatmulStrategy::sparse;
                 if (plan_obj.is_none()) throw std::invalid_argument("the sparse strategy needs a SparsePlan");
@@ -460,13 +470,28 @@ PYBIND11_MODULE(_core, m) {
             py::array_t<float> out({batch, rows});
             if (batch > 0) {
                 py::gil_scoped_release release;
-                compressed_matmul(w, kind, kind == MatmulStrategy::sparse ? &plan : nullptr, x.data(), batch,
+                compressed_matmul(w, kind, kind == MatmulStrategy::sparse ? &plan : nullptr, bits, x.data(), batch,
                                   out.mutable_data());
             }
             return out;
         },
         py::arg("x"), py::arg("weight"), py::arg("strategy"), py::arg("plan"),
-        "x @ W^T from the compressed weight with the 'lut' or 'sparse' kernel; returns (batch, rows) float32.");
+        "x @ W^T from the compressed weight with the 'lut' kernel (plan: DecodedBits, or None to decode as it goes) "
+        "or the 'sparse' kernel (plan: SparsePlan); returns (batch, rows) float32.");
+
+    py::class_<DecodedBitsHolder>(m, "DecodedBits",
+                                  "A weight's decoded sign planes and keep-mask for the lut kernel: (1 + q) bits per weight.")
+        .def(py::init([](py::tuple weight) {
+                 CheckedWeight cw = require_weight(weight);
+                 auto holder = std::make_unique<DecodedBitsHolder>();
+                 {
+                     py::gil_scoped_release release;
+                     decode_all_bits(cw.weight, holder->bits);
+                 }
+                 return holder;
+             }),
+             py::arg("weight"))
+        .def_property_readonly("nbytes", [](const DecodedBitsHolder& h) { return h.bits.nbytes(); });
 
     py::class_<SparsePlanHolder>(m, "SparsePlan",
                                  "A weight's sparse form for the sparse kernel: per kept weight its column and bit pattern.")

@@ -21,8 +21,15 @@ int64_t tile_rows(const MatmulWeight& w) {
     return std::max<int64_t>(1, std::min({r, balanced, int64_t(512)}));
 }
 
+// A zeroed float buffer starting on a cache line, so that no vector load of it straddles two lines.
+float* line_aligned(std::vector<float>& buf, size_t n) {
+    buf.assign(n + 16, 0.0f);
+    const uintptr_t at = reinterpret_cast<uintptr_t>(buf.data());
+    return buf.data() + ((64 - at % 64) % 64) / sizeof(float);
+}
+
 struct PreparedInput {
-    std::vector<float> x_signed, xt, x_cols;
+    std::vector<float> x_signed, tables, xt, x_cols;
 };
 
 void prepare_input(const MatmulWeight& w, MatmulStrategy strategy, const float* x, int64_t batch,
@@ -33,6 +40,13 @@ void prepare_input(const MatmulWeight& w, MatmulStrategy strategy, const float* 
     in.blocks = (batch + kLanes - 1) / kLanes;
     in.padded = in.blocks * kLanes;
     if (batch == 1) {
+        if (strategy == MatmulStrategy::lut) {  // one table per 8 columns, shared by every row
+            const int64_t chunks = (cols + 7) / 8;
+            float* tables = line_aligned(prep.tables, size_t(chunks * 256));
+            for (int64_t c = 0; c < chunks; ++c)
+                subset_sums(x + 8 * c, int(std::min<int64_t>(8, cols - 8 * c)), tables + c * 256);
+            in.tables = tables;
+        }
         if (strategy == MatmulStrategy::sparse && w.q() == 1) {
             prep.x_signed.resize(size_t(2 * cols));
             for (int64_t c = 0; c < cols; ++c) {
@@ -44,29 +58,38 @@ void prepare_input(const MatmulWeight& w, MatmulStrategy strategy, const float* 
         return;
     }
     if (strategy == MatmulStrategy::sparse) {  // per chunk of lanes [cols][lanes]: a column's lanes together
-        prep.x_cols.assign(size_t(cols * in.padded), 0.0f);
+        float* x_cols = line_aligned(prep.x_cols, size_t(cols * in.padded));
         for (int64_t b = 0; b < batch; ++b) {
             const int64_t chunk = b / kChunkLanes;
             const int64_t width = std::min<int64_t>(kChunkLanes, in.padded - chunk * kChunkLanes);
-            float* dst = prep.x_cols.data() + chunk * kChunkLanes * cols + b % kChunkLanes;
+            float* dst = x_cols + chunk * kChunkLanes * cols + b % kChunkLanes;
             for (int64_t c = 0; c < cols; ++c) dst[c * width] = x[b * cols + c];
         }
-        in.x_cols = prep.x_cols.data();
+        in.x_cols = x_cols;
         return;
     }
-    prep.xt.assign(size_t(in.blocks * cols * kLanes), 0.0f);  // [block][cols][kLanes]
+    float* xt = line_aligned(prep.xt, size_t(in.blocks * cols * kLanes));  // [block][cols][kLanes]
     for (int64_t b = 0; b < batch; ++b) {
-        float* block = prep.xt.data() + (b / kLanes) * cols * kLanes;
+        float* block = xt + (b / kLanes) * cols * kLanes;
         for (int64_t c = 0; c < cols; ++c) block[c * kLanes + b % kLanes] = x[b * cols + c];
     }
-    in.xt = prep.xt.data();
+    in.xt = xt;
 }
 
-void run_lut(const MatmulWeight& w, const MatmulInput& in) {
+// The lut kernel on rows `bits` for vector blocks [b0, b1) of lanes, AVX2 when the CPU has it.
+void lut_kernel(const MatmulWeight& w, const BitRows& bits, const MatmulInput& in, int64_t b0, int64_t b1,
+                std::vector<float>& scratch) {
+#ifdef SPARSECODEC_HAS_AVX2
+    if (use_avx2()) return lut_rows_avx2(w, bits, in, b0, b1, scratch);
+#endif
+    lut_rows_scalar(w, bits, in, b0, b1, scratch);
+}
+
+// Streaming: each tile of rows is decoded into cache-sized bit buffers, then runs every lane.
+void run_lut_streaming(const MatmulWeight& w, const MatmulInput& in) {
     const SliceLayout layout = make_layout(*w.net, w.geo);
     const int64_t rows_per_tile = tile_rows(w);
     const int64_t tiles = (w.rows + rows_per_tile - 1) / rows_per_tile;
-    const bool avx2 = use_avx2();
     ExceptionCollector errors;
 #pragma omp parallel num_threads(max_threads())
     {
@@ -77,11 +100,32 @@ void run_lut(const MatmulWeight& w, const MatmulInput& in) {
         for (int64_t t = 0; t < tiles; ++t) errors.run([&] {
             const int64_t r0 = t * rows_per_tile, r1 = std::min(w.rows, r0 + rows_per_tile);
             decode_tile(w, layout, r0, r1, tile, band_buf, group_buf);
-#ifdef SPARSECODEC_HAS_AVX2
-            if (avx2) return lut_tile_avx2(w, tile, in, scratch);
-#endif
-            lut_tile_scalar(w, tile, in, scratch);
-            (void)avx2;
+            lut_kernel(w, tile.view(), in, 0, in.blocks, scratch);
+        });
+    }
+    errors.rethrow();
+}
+
+// From decoded bits: tasks are (lanes held in registers at once, block of rows). Larger row blocks
+// build each table for more rows; their accumulators (kLutStateBytes) bound them, and there are
+// enough tasks for every thread.
+void run_lut_cached(const MatmulWeight& w, const DecodedBits& bits, const MatmulInput& in) {
+    constexpr int64_t kLutStateBytes = 1 << 20;
+    const int64_t lane_step = in.batch == 1 ? 1 : (use_avx2() ? lut_register_blocks(w.q()) : 1);
+    const int64_t lane_tasks = (in.blocks + lane_step - 1) / lane_step;
+    const int64_t row_bytes = (2 + w.q()) * lane_step * kLanes * int64_t(sizeof(float));
+    const int64_t splits = std::max<int64_t>(1, (4 * max_threads() + lane_tasks - 1) / lane_tasks);
+    const int64_t row_step = std::max<int64_t>(8, std::min((w.rows + splits - 1) / splits, kLutStateBytes / row_bytes));
+    const int64_t row_tasks = (w.rows + row_step - 1) / row_step;
+    ExceptionCollector errors;
+#pragma omp parallel num_threads(max_threads())
+    {
+        std::vector<float> scratch;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < lane_tasks * row_tasks; ++t) errors.run([&] {
+            const int64_t lanes = t / row_tasks, r0 = (t % row_tasks) * row_step;
+            const int64_t b0 = lanes * lane_step, b1 = std::min(in.blocks, b0 + lane_step);
+            lut_kernel(w, bits.view(r0, std::min(w.rows, r0 + row_step)), in, b0, b1, scratch);
         });
     }
     errors.rethrow();
@@ -110,8 +154,8 @@ int64_t sparse_max_cols(int q) { return q == 1 ? 32768 : 65536; }
 
 }  // namespace
 
-void compressed_matmul(const MatmulWeight& w, MatmulStrategy strategy, const SparsePlan* plan, const float* x,
-                       int64_t batch, float* out) {
+void compressed_matmul(const MatmulWeight& w, MatmulStrategy strategy, const SparsePlan* plan,
+                       const DecodedBits* bits, const float* x, int64_t batch, float* out) {
     if (strategy == MatmulStrategy::lut && !lut_supported(w))
         throw std::invalid_argument("the lookup-table kernel needs scale groups that are whole rows or multiples of 8 columns");
     if (strategy == MatmulStrategy::sparse && (!plan || w.cols > sparse_max_cols(w.q())))
@@ -123,8 +167,10 @@ void compressed_matmul(const MatmulWeight& w, MatmulStrategy strategy, const Spa
         MatmulInput in;
         prepare_input(w, strategy, x + b0 * w.cols, n, prep, in);
         in.out = out + b0 * w.rows;
-        if (strategy == MatmulStrategy::lut)
-            run_lut(w, in);
+        if (strategy == MatmulStrategy::lut && bits)
+            run_lut_cached(w, *bits, in);
+        else if (strategy == MatmulStrategy::lut)
+            run_lut_streaming(w, in);
         else
             run_sparse(w, *plan, in);
     }
@@ -214,6 +260,33 @@ void build_sparse_plan(const MatmulWeight& w, std::vector<int64_t>& seg, std::ve
                     }
                 }
             }
+        });
+    }
+    errors.rethrow();
+}
+
+void decode_all_bits(const MatmulWeight& w, DecodedBits& out) {
+    const SliceLayout layout = make_layout(*w.net, w.geo);
+    // Tiles of a multiple of 64 rows start on a word boundary, so no two threads share a word.
+    const int64_t rows_per_tile = (tile_rows(w) + 63) / 64 * 64;
+    const int64_t tiles = (w.rows + rows_per_tile - 1) / rows_per_tile;
+    const size_t words = size_t((w.rows * w.cols + 63) / 64 + 2);
+    out.rows = w.rows;
+    out.cols = w.cols;
+    out.planes.assign(size_t(w.q()), std::vector<uint64_t>(words, 0));
+    out.mask.assign(words, 0);
+    ExceptionCollector errors;
+#pragma omp parallel num_threads(max_threads())
+    {
+        TileBits tile;
+        std::vector<uint64_t> band_buf, group_buf;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < tiles; ++t) errors.run([&] {
+            const int64_t r0 = t * rows_per_tile, r1 = std::min(w.rows, r0 + rows_per_tile);
+            decode_tile(w, layout, r0, r1, tile, band_buf, group_buf);
+            const int64_t n = (r1 - r0) * w.cols;
+            for (int p = 0; p < w.q(); ++p) or_bit_range(tile.plane(p), 0, n, out.planes[size_t(p)].data(), r0 * w.cols);
+            or_bit_range(tile.mask.data(), 0, n, out.mask.data(), r0 * w.cols);
         });
     }
     errors.rethrow();

@@ -10,9 +10,10 @@ namespace sc {
 
 enum class MatmulStrategy : int { lut = 0, sparse = 1 };
 
-// x: (batch, cols) row-major; out: (batch, rows) row-major. The sparse strategy needs `plan`.
-void compressed_matmul(const MatmulWeight& w, MatmulStrategy strategy, const SparsePlan* plan, const float* x,
-                       int64_t batch, float* out);
+// x: (batch, cols) row-major; out: (batch, rows) row-major. The sparse strategy needs `plan`; the lut
+// strategy reads `bits` when given (decode_all_bits) and otherwise decodes tile by tile as it goes.
+void compressed_matmul(const MatmulWeight& w, MatmulStrategy strategy, const SparsePlan* plan,
+                       const DecodedBits* bits, const float* x, int64_t batch, float* out);
 
 // Dequantised rows [r0, r1) into out ((r1 - r0) * cols floats, row-major), decoded tile by tile in
 // parallel: the building block of the decoded-tile strategy (a dense GEMM on the tile).
@@ -21,5 +22,8 @@ void decode_rows(const MatmulWeight& w, int64_t r0, int64_t r1, float* out);
 // The weight's sparse form for the sparse kernel (see SparsePlan), decoded tile by tile in parallel.
 void build_sparse_plan(const MatmulWeight& w, std::vector<int64_t>& seg, std::vector<uint16_t>& entries,
                        std::vector<uint8_t>& codes);
+
+// Every row's decoded planes and keep-mask for the lut strategy, decoded tile by tile in parallel.
+void decode_all_bits(const MatmulWeight& w, DecodedBits& out);
 
 }  // namespace sc

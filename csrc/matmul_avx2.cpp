@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <stdexcept>
 
 #include "bitops.h"
 #include "matmul_kernels.h"
@@ -13,25 +15,42 @@ namespace sc {
 
 namespace {
 
-// Bits [pos, pos + width) (width <= 8); a plain byte load when aligned.
-inline uint32_t key_at(const uint64_t* bits, int64_t pos, int width, bool aligned) {
-    if (aligned && width == 8) return reinterpret_cast<const uint8_t*>(bits)[pos >> 3];
-    return uint32_t(read_bits(bits, pos, width));
-}
+constexpr int64_t kLutPanelBytes = 128 << 10;  // lookup tables of a panel of chunks
+constexpr int64_t kSparsePanelBytes = 24 << 10;  // the slice of x a panel of columns reads (L1)
 
-// Subset-sum table of x[0 .. width) over 256 entries (entries past 2^width unused).
-inline void build_table_single(const float* x, int width, float* table) {
-    table[0] = 0.0f;
-    for (int i = 0; i < width; ++i) {
-        const int half = 1 << i;
-        if (half < 8) {
-            for (int k = 0; k < half; ++k) table[k | half] = table[k] + x[i];
-        } else {
-            const __m256 xi = _mm256_set1_ps(x[i]);
-            for (int k = 0; k < half; k += 8)
-                _mm256_storeu_ps(table + half + k, _mm256_add_ps(_mm256_loadu_ps(table + k), xi));
-        }
+// The 8-bit keys of one row of a bit buffer, chunk by chunk. Aligned (the row starts on a byte and
+// cols % 8 == 0): plain byte loads; otherwise bit reads, the last chunk narrower.
+template <bool kAligned>
+struct RowKeys {
+    const uint64_t* bits;
+    int64_t pos0;  // the row's first bit
+    uint32_t operator()(int64_t c, int width) const {
+        if (kAligned) return reinterpret_cast<const uint8_t*>(bits)[(pos0 >> 3) + c];
+        return uint32_t(read_bits(bits, pos0 + 8 * c, width));
     }
+};
+
+// sparse_signed_sum's operations, with the entries read four at a time as one 64-bit word: half the
+// loads per kept weight, the x_signed loads left to the load ports.
+inline float sparse_signed_sum_wide(const uint16_t* e, int64_t k0, int64_t k1, const float* x_signed) {
+    float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f, s4 = 0.0f, s5 = 0.0f, s6 = 0.0f, s7 = 0.0f;
+    int64_t k = k0;
+    for (; k + 8 <= k1; k += 8) {
+        uint64_t a, b;
+        std::memcpy(&a, e + k, 8);
+        std::memcpy(&b, e + k + 4, 8);
+        s0 = s0 + x_signed[a & 0xFFFF];
+        s1 = s1 + x_signed[(a >> 16) & 0xFFFF];
+        s2 = s2 + x_signed[(a >> 32) & 0xFFFF];
+        s3 = s3 + x_signed[a >> 48];
+        s4 = s4 + x_signed[b & 0xFFFF];
+        s5 = s5 + x_signed[(b >> 16) & 0xFFFF];
+        s6 = s6 + x_signed[(b >> 32) & 0xFFFF];
+        s7 = s7 + x_signed[b >> 48];
+    }
+    float s[8] = {s0, s1, s2, s3, s4, s5, s6, s7};
+    for (int i = 0; k < k1; ++k, ++i) s[i] = s[i] + x_signed[e[k]];
+    return sparse_lanes_sum(s);
 }
 
 // Batch 1, one (row, group) segment: eight kept weights per step, their x gathered and their values
@@ -73,11 +92,25 @@ float sparse_segment_gather(const SparsePlan& plan, int64_t k0, int64_t k1, cons
     return _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps(pairs, pairs, 1)));
 }
 
+// The first k in [k, k_end) with e[k] >= limit (limit < 65536), or k_end; e ascending.
+inline int64_t first_at_least(const uint16_t* e, int64_t k, int64_t k_end, uint32_t limit) {
+    const __m256i t = _mm256_set1_epi16(short(limit)), zero = _mm256_setzero_si256();
+    for (; k + 16 <= k_end; k += 16) {  // saturating limit - e is zero exactly where e >= limit
+        const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e + k));
+        const uint32_t at = uint32_t(_mm256_movemask_epi8(_mm256_cmpeq_epi16(_mm256_subs_epu16(t, v), zero)));
+        if (at) return k + __builtin_ctz(at) / 2;
+    }
+    for (; k < k_end; ++k)
+        if (e[k] >= limit) return k;
+    return k_end;
+}
+
 // One chunk of NB vectors of batch lanes for rows [r0, r1). The columns are walked in panels whose
-// slice of x stays in L2 while every row of the range uses it; each row's partial sums, result,
-// position and group survive from panel to panel in `state` / `cursor`. A group is closed (y += s)
-// as soon as its last entry is consumed, so the order of operations per lane is exactly the
-// reference's: one fma chain per group in column order, then y += s, groups in order.
+// slice of x stays in L1 while every row of the range uses it; each row's partial sums, result,
+// position and group survive from panel to panel in `state` / `cursor`. A group is closed (y += s) as
+// soon as its last entry is consumed, so the order of operations per lane is exactly the reference's:
+// one fma chain per group in column order, then y += s, groups in order. NB up to 12 vectors per kept
+// weight keeps the per-weight overhead (entry, value, address) small beside its fmas.
 template <int NB, bool kPacked>
 void sparse_chunk(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int64_t r1, const MatmulInput& in,
                   int64_t chunk, std::vector<float>& state, std::vector<int64_t>& cursor) {
@@ -87,8 +120,8 @@ void sparse_chunk(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int
     const uint16_t* entries = plan.entries;
     const uint8_t* codes = plan.codes;
     const float* x_chunk = in.x_cols + chunk * kChunkLanes * cols;  // [cols][width]
-    const int64_t panel = std::max<int64_t>(64, (int64_t(64) << 10) / width);  // 256 KiB of x
-    state.assign(size_t(rows * 2 * width), 0.0f);
+    const int64_t panel = std::max<int64_t>(16, kSparsePanelBytes / int64_t(sizeof(float)) / width);
+    state.assign(size_t(rows * 2 * width), 0.0f);  // per row: partial sums, y
     cursor.assign(size_t(2 * rows), 0);  // per row: next entry, current group
     for (int64_t r = 0; r < rows; ++r) cursor[size_t(2 * r)] = plan.seg[(r0 + r) * groups];
     alignas(32) float values[256];
@@ -100,24 +133,22 @@ void sparse_chunk(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int
             float* ys = sums + width;
             int64_t k = cursor[size_t(2 * r)], g = cursor[size_t(2 * r + 1)];
             if (g == groups) continue;  // row complete
+            // Entries are in column order along the row: the panel ends at the first column >= c_end.
+            const int64_t row_end = seg[groups];
+            const int64_t k_stop = c_end == cols ? row_end
+                                                 : first_at_least(entries, k, row_end, uint32_t(kPacked ? c_end << q : c_end));
             __m256 acc[NB];
             for (int b = 0; b < NB; ++b) acc[b] = _mm256_loadu_ps(sums + b * kLanes);
             pattern_values(alpha + g * q, q, values);
             for (;;) {
-                const int64_t group_end = seg[g + 1];
-                bool panel_done = false;
-                for (; k < group_end; ++k) {
+                const int64_t group_end = seg[g + 1], end = std::min(group_end, k_stop);
+                for (; k < end; ++k) {
                     const uint32_t e = entries[k];
-                    const int64_t col = kPacked ? e >> q : e;
-                    if (col >= c_end) {
-                        panel_done = true;
-                        break;
-                    }
                     const __m256 v = _mm256_broadcast_ss(values + (kPacked ? int(e) & low : codes[k]));
-                    const float* xp = x_chunk + col * width;
+                    const float* xp = x_chunk + (kPacked ? e >> q : e) * width;
                     for (int b = 0; b < NB; ++b) acc[b] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xp + b * kLanes), acc[b]);
                 }
-                if (panel_done) break;
+                if (k < group_end) break;  // the panel ends inside this group
                 for (int b = 0; b < NB; ++b) {  // group g complete: y += s
                     _mm256_storeu_ps(ys + b * kLanes, _mm256_add_ps(_mm256_loadu_ps(ys + b * kLanes), acc[b]));
                     acc[b] = _mm256_setzero_ps();
@@ -150,98 +181,223 @@ void sparse_chunks(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, in
             case 5: sparse_chunk<5, kPacked>(w, plan, r0, r1, in, chunk, state, cursor); break;
             case 6: sparse_chunk<6, kPacked>(w, plan, r0, r1, in, chunk, state, cursor); break;
             case 7: sparse_chunk<7, kPacked>(w, plan, r0, r1, in, chunk, state, cursor); break;
-            default: sparse_chunk<8, kPacked>(w, plan, r0, r1, in, chunk, state, cursor); break;
+            case 8: sparse_chunk<8, kPacked>(w, plan, r0, r1, in, chunk, state, cursor); break;
+            case 9: sparse_chunk<9, kPacked>(w, plan, r0, r1, in, chunk, state, cursor); break;
+            case 10: sparse_chunk<10, kPacked>(w, plan, r0, r1, in, chunk, state, cursor); break;
+            case 11: sparse_chunk<11, kPacked>(w, plan, r0, r1, in, chunk, state, cursor); break;
+            default: sparse_chunk<kChunkBlocks, kPacked>(w, plan, r0, r1, in, chunk, state, cursor); break;
+        }
+    }
+}
+
+// Subset-sum tables of NB vector blocks of lanes for chunks [c0, c1) of 8 columns: entry e of chunk c
+// is the NB vectors at tables + ((c - c0) * 256 + e) * NB * kLanes, built in the scalar reference's order.
+template <int NB>
+void build_lane_tables(const float* xt, int64_t cols, int64_t c0, int64_t c1, float* tables) {
+    constexpr int V = NB * kLanes;
+    for (int64_t c = c0; c < c1; ++c) {
+        float* t = tables + (c - c0) * 256 * V;
+        const int width = int(std::min<int64_t>(8, cols - 8 * c));
+        for (int b = 0; b < NB; ++b) _mm256_storeu_ps(t + b * kLanes, _mm256_setzero_ps());
+        for (int i = 0; i < width; ++i) {
+            __m256 xi[NB];
+            for (int b = 0; b < NB; ++b) xi[b] = _mm256_loadu_ps(xt + (b * cols + 8 * c + i) * kLanes);
+            const int half = 1 << i;
+            for (int k = 0; k < half; ++k)
+                for (int b = 0; b < NB; ++b)
+                    _mm256_storeu_ps(t + (k | half) * V + b * kLanes,
+                                     _mm256_add_ps(_mm256_loadu_ps(t + k * V + b * kLanes), xi[b]));
+        }
+    }
+}
+
+// Batch > 1: NB vector blocks of lanes from block blk0 on, for every row of `bits`. The chunks of 8
+// columns are walked in panels whose tables stay in L2; a row's accumulators (accK and accP per
+// plane, NB vectors each) live in registers across a panel and in `state` between panels, beside
+// its result y. Q = 0: q read at run time (more than 4 planes, NB = 1).
+template <int NB, int Q, bool kAligned>
+void lut_lanes(const MatmulWeight& w, const BitRows& bits, const MatmulInput& in, int64_t blk0,
+               std::vector<float>& scratch) {
+    constexpr int V = NB * kLanes;
+    constexpr int QM = Q ? Q : kMaxPlanes;
+    const int q = Q ? Q : w.q();
+    const int64_t rows = bits.r1 - bits.r0, cols = w.cols, chunks = (cols + 7) / 8, groups = w.scales.groups;
+    const int64_t group_chunks = groups == 1 ? chunks : w.scales.group_size / 8;
+    const int64_t panel = std::max<int64_t>(1, kLutPanelBytes / int64_t(sizeof(float) * 256 * V));
+    const int64_t stride = (2 + q) * V;  // per row: accK, accP[q], y
+    scratch.assign(size_t(panel * 256 * V + rows * stride), 0.0f);
+    float* tables = scratch.data();
+    float* state = tables + panel * 256 * V;
+    const __m256 two = _mm256_set1_ps(2.0f);
+    for (int64_t c0 = 0; c0 < chunks; c0 += panel) {
+        const int64_t c1 = std::min(chunks, c0 + panel);
+        build_lane_tables<NB>(in.xt + blk0 * cols * kLanes, cols, c0, c1, tables);
+        for (int64_t r = 0; r < rows; ++r) {
+            float* st = state + r * stride;
+            __m256 ak[NB], ap[QM][NB];
+            for (int b = 0; b < NB; ++b) {
+                ak[b] = _mm256_loadu_ps(st + b * kLanes);
+                for (int p = 0; p < q; ++p) ap[p][b] = _mm256_loadu_ps(st + (1 + p) * V + b * kLanes);
+            }
+            const int64_t row_pos = bits.bit0 + r * cols;
+            const RowKeys<kAligned> mask{bits.mask, row_pos};
+            RowKeys<kAligned> plane[QM];
+            for (int p = 0; p < q; ++p) plane[p] = RowKeys<kAligned>{bits.plane(p), row_pos};
+            for (int64_t c = c0; c < c1; ++c) {
+                const int width = int(std::min<int64_t>(8, cols - 8 * c));
+                const uint32_t m = mask(c, width);
+                const float* tc = tables + (c - c0) * 256 * V;
+                for (int b = 0; b < NB; ++b) ak[b] = _mm256_add_ps(ak[b], _mm256_loadu_ps(tc + m * V + b * kLanes));
+                for (int p = 0; p < q; ++p) {
+                    const float* tp = tc + (m & plane[p](c, width)) * V;
+                    for (int b = 0; b < NB; ++b) ap[p][b] = _mm256_add_ps(ap[p][b], _mm256_loadu_ps(tp + b * kLanes));
+                }
+                if ((c + 1) % group_chunks != 0 && c + 1 != chunks) continue;
+                // Group complete: y += ((2 accP[p]) - accK) * alpha[p], p ascending; then restart.
+                const float* alpha = w.scales.scales + ((bits.r0 + r) * groups + c / group_chunks) * q;
+                for (int b = 0; b < NB; ++b) {
+                    __m256 y = _mm256_loadu_ps(st + (1 + q) * V + b * kLanes);
+                    for (int p = 0; p < q; ++p) {
+                        __m256 t = _mm256_mul_ps(two, ap[p][b]);
+                        t = _mm256_sub_ps(t, ak[b]);
+                        t = _mm256_mul_ps(t, _mm256_set1_ps(alpha[p]));
+                        y = _mm256_add_ps(y, t);
+                        ap[p][b] = _mm256_setzero_ps();
+                    }
+                    _mm256_storeu_ps(st + (1 + q) * V + b * kLanes, y);
+                    ak[b] = _mm256_setzero_ps();
+                }
+            }
+            for (int b = 0; b < NB; ++b) {
+                _mm256_storeu_ps(st + b * kLanes, ak[b]);
+                for (int p = 0; p < q; ++p) _mm256_storeu_ps(st + (1 + p) * V + b * kLanes, ap[p][b]);
+            }
+        }
+    }
+    const int64_t lane0 = blk0 * kLanes;
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t l = 0; l < V && lane0 + l < in.batch; ++l)
+            in.out[(lane0 + l) * w.rows + bits.r0 + r] = state[size_t(r * stride + (1 + q) * V + l)];
+}
+
+template <int Q, bool kAligned>
+void lut_lanes_q(int nb, const MatmulWeight& w, const BitRows& bits, const MatmulInput& in, int64_t blk0,
+                 std::vector<float>& scratch) {
+    switch (nb) {
+        case 1: return lut_lanes<1, Q, kAligned>(w, bits, in, blk0, scratch);
+        case 2: if constexpr (Q != 0) return lut_lanes<2, Q, kAligned>(w, bits, in, blk0, scratch); break;
+        case 3: if constexpr (Q != 0 && Q <= 3) return lut_lanes<3, Q, kAligned>(w, bits, in, blk0, scratch); break;
+        case 4: if constexpr (Q != 0 && Q <= 2) return lut_lanes<4, Q, kAligned>(w, bits, in, blk0, scratch); break;
+        case 5: if constexpr (Q == 1) return lut_lanes<5, Q, kAligned>(w, bits, in, blk0, scratch); break;
+        case 6: if constexpr (Q == 1) return lut_lanes<6, Q, kAligned>(w, bits, in, blk0, scratch); break;
+        default: break;
+    }
+    throw std::logic_error("lut kernel: more lane blocks than registers allow");
+}
+
+// Batch 1: rows [r, r + R) over every chunk, from the shared tables of x (in.tables, [chunk][256],
+// built by the driver): R rows at a time give R independent add chains per plane, and each row's
+// keys are read in order. Q = 0: q read at run time.
+template <int R, int Q, bool kAligned>
+void lut_single(const MatmulWeight& w, const BitRows& bits, int64_t r, const MatmulInput& in, int64_t c0, int64_t c1,
+                float* state) {
+    constexpr int QM = Q ? Q : kMaxPlanes;
+    const int q = Q ? Q : w.q();
+    const int64_t cols = w.cols, chunks = (cols + 7) / 8, groups = w.scales.groups;
+    const int64_t group_chunks = groups == 1 ? chunks : w.scales.group_size / 8;
+    float ak[R], ap[R][QM], y[R];
+    for (int i = 0; i < R; ++i) {  // per row: accK, accP[q], y
+        const float* st = state + (r + i) * (2 + q);
+        ak[i] = st[0];
+        for (int p = 0; p < q; ++p) ap[i][p] = st[1 + p];
+        y[i] = st[1 + q];
+    }
+    RowKeys<kAligned> mask[R], plane[R][QM];
+    for (int i = 0; i < R; ++i) {
+        const int64_t row_pos = bits.bit0 + (r + i) * cols;
+        mask[i] = RowKeys<kAligned>{bits.mask, row_pos};
+        for (int p = 0; p < q; ++p) plane[i][p] = RowKeys<kAligned>{bits.plane(p), row_pos};
+    }
+    for (int64_t c = c0; c < c1; ++c) {
+        const int width = int(std::min<int64_t>(8, cols - 8 * c));
+        const float* t = in.tables + c * 256;
+        for (int i = 0; i < R; ++i) {
+            const uint32_t m = mask[i](c, width);
+            ak[i] = ak[i] + t[m];
+            for (int p = 0; p < q; ++p) ap[i][p] = ap[i][p] + t[m & plane[i][p](c, width)];
+        }
+        if ((c + 1) % group_chunks != 0 && c + 1 != chunks) continue;
+        for (int i = 0; i < R; ++i) {  // group complete: y += ((2 accP[p]) - accK) * alpha[p], p ascending
+            const float* alpha = w.scales.scales + ((bits.r0 + r + i) * groups + c / group_chunks) * q;
+            for (int p = 0; p < q; ++p) {
+                float v = 2.0f * ap[i][p];
+                v = v - ak[i];
+                v = v * alpha[p];
+                y[i] = y[i] + v;
+                ap[i][p] = 0.0f;
+            }
+            ak[i] = 0.0f;
+        }
+    }
+    for (int i = 0; i < R; ++i) {
+        float* st = state + (r + i) * (2 + q);
+        st[0] = ak[i];
+        for (int p = 0; p < q; ++p) st[1 + p] = ap[i][p];
+        st[1 + q] = y[i];
+    }
+}
+
+template <int R, bool kAligned>
+void lut_single_q(const MatmulWeight& w, const BitRows& bits, int64_t r, const MatmulInput& in, int64_t c0, int64_t c1,
+                  float* state) {
+    switch (w.q()) {
+        case 1: return lut_single<R, 1, kAligned>(w, bits, r, in, c0, c1, state);
+        case 2: return lut_single<R, 2, kAligned>(w, bits, r, in, c0, c1, state);
+        case 3: return lut_single<R, 3, kAligned>(w, bits, r, in, c0, c1, state);
+        case 4: return lut_single<R, 4, kAligned>(w, bits, r, in, c0, c1, state);
+        default: return lut_single<R, 0, kAligned>(w, bits, r, in, c0, c1, state);
+    }
+}
+
+// Every row of `bits` for vector blocks [block0, block1) of lanes, keys read as kAligned says.
+template <bool kAligned>
+void lut_rows(const MatmulWeight& w, const BitRows& bits, const MatmulInput& in, int64_t block0, int64_t block1,
+              std::vector<float>& scratch) {
+    const int q = w.q();
+    const int64_t rows = bits.r1 - bits.r0;
+    if (in.batch == 1) {  // panels of chunks whose tables stay in L2
+        const int64_t chunks = (w.cols + 7) / 8, panel = kLutPanelBytes / int64_t(sizeof(float) * 256);
+        scratch.assign(size_t(rows * (2 + q)), 0.0f);
+        for (int64_t c0 = 0; c0 < chunks; c0 += panel) {
+            const int64_t c1 = std::min(chunks, c0 + panel);
+            int64_t r = 0;
+            for (; r + 4 <= rows; r += 4) lut_single_q<4, kAligned>(w, bits, r, in, c0, c1, scratch.data());
+            for (; r < rows; ++r) lut_single_q<1, kAligned>(w, bits, r, in, c0, c1, scratch.data());
+        }
+        for (int64_t r = 0; r < rows; ++r) in.out[bits.r0 + r] = scratch[size_t(r * (2 + q) + 1 + q)];
+        return;
+    }
+    const int most = lut_register_blocks(q);
+    for (int64_t blk = block0; blk < block1; blk += most) {
+        const int nb = int(std::min<int64_t>(most, block1 - blk));
+        switch (q) {
+            case 1: lut_lanes_q<1, kAligned>(nb, w, bits, in, blk, scratch); break;
+            case 2: lut_lanes_q<2, kAligned>(nb, w, bits, in, blk, scratch); break;
+            case 3: lut_lanes_q<3, kAligned>(nb, w, bits, in, blk, scratch); break;
+            case 4: lut_lanes_q<4, kAligned>(nb, w, bits, in, blk, scratch); break;
+            default: lut_lanes_q<0, kAligned>(nb, w, bits, in, blk, scratch); break;
         }
     }
 }
 
 }  // namespace
 
-void lut_tile_avx2(const MatmulWeight& w, const TileBits& tile, const MatmulInput& in, std::vector<float>& scratch) {
-    const int q = w.q();
-    const int64_t rows = tile.r1 - tile.r0, cols = w.cols;
-    const bool aligned = cols % 8 == 0;
-    if (in.batch == 1) {
-        scratch.assign(size_t(rows * (2 + q) + 256 + 8), 0.0f);
-        float* y = scratch.data();
-        float* acc_k = y + rows;
-        float* acc_p = acc_k + rows;
-        float* table = acc_p + rows * q;
-        for (int64_t g = 0; g < w.scales.groups; ++g) {
-            int64_t c0, c1;
-            group_columns(w.scales, g, c0, c1);
-            std::fill(acc_k, acc_k + rows * (1 + q), 0.0f);
-            for (int64_t c = c0; c < c1; c += 8) {
-                const int width = int(std::min<int64_t>(8, c1 - c));
-                build_table_single(in.x + c, width, table);
-                for (int64_t r = 0; r < rows; ++r) {
-                    const int64_t pos = r * cols + c;
-                    const uint32_t m = key_at(tile.mask.data(), pos, width, aligned);
-                    acc_k[r] = acc_k[r] + table[m];
-                    for (int p = 0; p < q; ++p)
-                        acc_p[r * q + p] = acc_p[r * q + p] + table[m & key_at(tile.plane(p), pos, width, aligned)];
-                }
-            }
-            lut_close_group(w, tile, g, acc_k, acc_p, y);
-        }
-        for (int64_t r = 0; r < rows; ++r) in.out[tile.r0 + r] = y[r];
-        return;
-    }
-    // Batch lanes: every table entry and accumulator is a vector of kLanes batch elements.
-    scratch.assign(size_t(rows * (2 + q) + 256) * kLanes, 0.0f);
-    float* y = scratch.data();
-    float* acc_k = y + rows * kLanes;
-    float* acc_p = acc_k + rows * kLanes;
-    float* table = acc_p + rows * q * kLanes;
-    const __m256 two = _mm256_set1_ps(2.0f);
-    for (int64_t blk = 0; blk < in.blocks; ++blk) {
-        const float* xt = in.xt + blk * cols * kLanes;
-        std::fill(y, y + rows * kLanes, 0.0f);
-        for (int64_t g = 0; g < w.scales.groups; ++g) {
-            int64_t c0, c1;
-            group_columns(w.scales, g, c0, c1);
-            std::fill(acc_k, acc_k + rows * (1 + q) * kLanes, 0.0f);
-            for (int64_t c = c0; c < c1; c += 8) {
-                const int width = int(std::min<int64_t>(8, c1 - c));
-                _mm256_storeu_ps(table, _mm256_setzero_ps());
-                for (int i = 0; i < width; ++i) {
-                    const __m256 xi = _mm256_loadu_ps(xt + (c + i) * kLanes);
-                    for (int k = 0; k < (1 << i); ++k)
-                        _mm256_storeu_ps(table + (k | (1 << i)) * kLanes,
-                                         _mm256_add_ps(_mm256_loadu_ps(table + k * kLanes), xi));
-                }
-                for (int64_t r = 0; r < rows; ++r) {
-                    const int64_t pos = r * cols + c;
-                    const uint32_t m = key_at(tile.mask.data(), pos, width, aligned);
-                    float* ak = acc_k + r * kLanes;
-                    _mm256_storeu_ps(ak, _mm256_add_ps(_mm256_loadu_ps(ak), _mm256_loadu_ps(table + m * kLanes)));
-                    for (int p = 0; p < q; ++p) {
-                        float* ap = acc_p + (r * q + p) * kLanes;
-                        const uint32_t key = m & key_at(tile.plane(p), pos, width, aligned);
-                        _mm256_storeu_ps(ap, _mm256_add_ps(_mm256_loadu_ps(ap), _mm256_loadu_ps(table + key * kLanes)));
-                    }
-                }
-            }
-            for (int64_t r = 0; r < rows; ++r) {
-                const float* alpha = w.scales.scales + ((tile.r0 + r) * w.scales.groups + g) * q;
-                __m256 yr = _mm256_loadu_ps(y + r * kLanes);
-                const __m256 ak = _mm256_loadu_ps(acc_k + r * kLanes);
-                for (int p = 0; p < q; ++p) {
-                    __m256 t = _mm256_mul_ps(two, _mm256_loadu_ps(acc_p + (r * q + p) * kLanes));
-                    t = _mm256_sub_ps(t, ak);
-                    t = _mm256_mul_ps(t, _mm256_set1_ps(alpha[p]));
-                    yr = _mm256_add_ps(yr, t);
-                }
-                _mm256_storeu_ps(y + r * kLanes, yr);
-            }
-        }
-        alignas(32) float lane[kLanes];
-        for (int64_t r = 0; r < rows; ++r) {
-            _mm256_store_ps(lane, _mm256_loadu_ps(y + r * kLanes));
-            for (int64_t l = 0; l < kLanes && blk * kLanes + l < in.batch; ++l)
-                in.out[(blk * kLanes + l) * w.rows + tile.r0 + r] = lane[l];
-        }
-    }
+int lut_register_blocks(int q) { return q == 1 ? 6 : q == 2 ? 4 : q == 3 ? 3 : q == 4 ? 2 : 1; }
+
+void lut_rows_avx2(const MatmulWeight& w, const BitRows& bits, const MatmulInput& in, int64_t block0, int64_t block1,
+                   std::vector<float>& scratch) {
+    if (w.cols % 8 == 0 && bits.bit0 % 8 == 0) return lut_rows<true>(w, bits, in, block0, block1, scratch);
+    lut_rows<false>(w, bits, in, block0, block1, scratch);
 }
 
 void sparse_rows_avx2(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int64_t r1, const MatmulInput& in) {
@@ -255,7 +411,7 @@ void sparse_rows_avx2(const MatmulWeight& w, const SparsePlan& plan, int64_t r0,
                 const float* alpha = w.scales.scales + (r * groups + g) * q;
                 const int64_t k0 = plan.seg[r * groups + g], k1 = plan.seg[r * groups + g + 1];
                 if (q == 1) {
-                    y = y + sparse_signed_sum(plan.entries, k0, k1, in.x_signed) * alpha[0];
+                    y = y + sparse_signed_sum_wide(plan.entries, k0, k1, in.x_signed) * alpha[0];
                     continue;
                 }
                 pattern_values(alpha, q, values);

@@ -1,5 +1,6 @@
 #include "matmul_kernels.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "bitops.h"
@@ -10,16 +11,18 @@ bool lut_supported(const MatmulWeight& w) {
     return w.scales.groups == 1 || w.scales.group_size % 8 == 0;
 }
 
-void lut_tile_scalar(const MatmulWeight& w, const TileBits& tile, const MatmulInput& in, std::vector<float>& scratch) {
+void lut_rows_scalar(const MatmulWeight& w, const BitRows& bits, const MatmulInput& in, int64_t block0, int64_t block1,
+                     std::vector<float>& scratch) {
     const int q = w.q();
-    const int64_t rows = tile.r1 - tile.r0, cols = w.cols;
+    const int64_t rows = bits.r1 - bits.r0, cols = w.cols;
     // scratch: y[rows], accK[rows], accP[rows * q], table[256]
     scratch.assign(size_t(rows * (2 + q) + 256), 0.0f);
     float* y = scratch.data();
     float* acc_k = y + rows;
     float* acc_p = acc_k + rows;
     float* table = acc_p + rows * q;
-    for (int64_t b = 0; b < in.batch; ++b) {
+    const int64_t lane_end = std::min(in.batch, block1 * kLanes);
+    for (int64_t b = block0 * kLanes; b < lane_end; ++b) {
         const float* x = in.x + b * cols;
         std::fill(y, y + rows, 0.0f);
         for (int64_t g = 0; g < w.scales.groups; ++g) {
@@ -28,20 +31,18 @@ void lut_tile_scalar(const MatmulWeight& w, const TileBits& tile, const MatmulIn
             std::fill(acc_k, acc_k + rows * (1 + q), 0.0f);
             for (int64_t c = c0; c < c1; c += 8) {
                 const int width = int(std::min<int64_t>(8, c1 - c));
-                table[0] = 0.0f;
-                for (int i = 0; i < width; ++i)
-                    for (int k = 0; k < (1 << i); ++k) table[k | (1 << i)] = table[k] + x[c + i];
+                subset_sums(x + c, width, table);
                 for (int64_t r = 0; r < rows; ++r) {
-                    const int64_t pos = r * cols + c;
-                    const uint64_t m = read_bits(tile.mask.data(), pos, width);
+                    const int64_t pos = bits.bit0 + r * cols + c;
+                    const uint64_t m = read_bits(bits.mask, pos, width);
                     acc_k[r] = acc_k[r] + table[m];
                     for (int p = 0; p < q; ++p)
-                        acc_p[r * q + p] = acc_p[r * q + p] + table[m & read_bits(tile.plane(p), pos, width)];
+                        acc_p[r * q + p] = acc_p[r * q + p] + table[m & read_bits(bits.plane(p), pos, width)];
                 }
             }
-            lut_close_group(w, tile, g, acc_k, acc_p, y);
+            lut_close_group(w, bits, g, acc_k, acc_p, y);
         }
-        for (int64_t r = 0; r < rows; ++r) in.out[b * w.rows + tile.r0 + r] = y[r];
+        for (int64_t r = 0; r < rows; ++r) in.out[b * w.rows + bits.r0 + r] = y[r];
     }
 }
 

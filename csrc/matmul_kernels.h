@@ -1,14 +1,17 @@
-// The two compressed-matmul kernels on a decoded tile (matmul_tile.h), as scalar references and
-// AVX2 variants that match them bit for bit in every batch lane.
+// The two compressed-matmul kernels, as scalar references and AVX2 variants that match them bit for
+// bit in every batch lane.
 //
-// Both compute out[b][r] = sum_k W[r][k] x[b][k] for the tile's rows r, where W is the dequantised,
-// masked weight, without forming W:
+// Both compute out[b][r] = sum_k W[r][k] x[b][k] for rows r, where W is the dequantised, masked
+// weight, without forming W:
 //
-// * lut (BiQGEMM / LUT-GEMM): per scale group and 8-column chunk c, a table of all subset sums of
+// * lut (BiQGEMM / LUT-GEMM), on decoded bit rows (BitRows: a decoded tile, or rows of the cached
+//   DecodedBits): per scale group and 8-column chunk c, a table of all subset sums of
 //   x[b][8c .. 8c+7] (T[0] = 0, T[k | 2^i] = T[k] + x[8c + i]); with mask byte m and plane byte u,
 //   sum_j m_j b_j x_j = 2 T[m & u] - T[m]. Per group: accK += T[m], accP[p] += T[m & u_p] over its
 //   chunks in order, then y += ((2 accP[p]) - accK) * alpha[p] for p ascending. Needs scale groups
-//   that are whole rows or multiples of 8 columns.
+//   that are whole rows or multiples of 8 columns. The AVX2 path keeps the accumulators in registers:
+//   batch 1, four rows at a time over tables of x built once per call; batches, up to 48 lanes at a
+//   time over panels of tables whose entries are vectors of lanes.
 // * sparse: over the kept weights only, read from the weight's sparse form (SparsePlan), never
 //   touching a pruned position; C[code] is the dequantised value of a bit pattern (dequant_one's
 //   formula). Batch 1: eight partial sums over the j-th kept weight of each group, for q = 1
@@ -16,7 +19,7 @@
 //   s[j % 8] = fma(C[code], x, s[j % 8]), then y += sparse_lanes_sum(s) (the AVX2 path gathers
 //   eight kept weights per vector). Batch > 1, per batch lane one partial sum per group:
 //   s = fma(C[code], x, s) over the kept weights in order, then y += s; the AVX2 path runs across up
-//   to 64 lanes at once.
+//   to 96 lanes at once.
 //
 // Operations are written out (no contraction: the library builds with -ffp-contract=off; fma only
 // where stated), so every path produces the same float32 results.
@@ -49,7 +52,7 @@ inline bool sparse_packed(int64_t cols, int q) { return (cols << q) <= 65536; }
 
 // Per-call inputs shared by all tiles. The driver prepares the forms of x the chosen kernel reads.
 constexpr int kLanes = 8;                 // batch elements per vector
-constexpr int kChunkBlocks = 8;           // sparse kernel: vectors of lanes in registers at once
+constexpr int kChunkBlocks = 12;          // sparse kernel: vectors of lanes in registers at once
 constexpr int kChunkLanes = kChunkBlocks * kLanes;
 
 struct MatmulInput {
@@ -57,6 +60,7 @@ struct MatmulInput {
     int64_t batch = 0;
     float* out = nullptr;      // (batch, rows) row-major
     const float* x_signed = nullptr;  // sparse, batch 1, q = 1: (-x[c], +x[c]) at 2c, 2c + 1
+    const float* tables = nullptr;    // lut, batch 1: subset-sum tables of x per 8 columns, [chunk][256]
     const float* xt = nullptr;        // lut, batch > 1: [block][cols][kLanes], lanes zero-padded
     const float* x_cols = nullptr;    // sparse, batch > 1: per chunk of kChunkLanes lanes, [cols][lanes]
     int64_t blocks = 0;               // ceil(batch / kLanes)
@@ -65,11 +69,18 @@ struct MatmulInput {
 
 bool lut_supported(const MatmulWeight& w);
 
-void lut_tile_scalar(const MatmulWeight& w, const TileBits& tile, const MatmulInput& in, std::vector<float>& scratch);
+// The lut kernel on decoded bit rows, for the batch lanes of vector blocks [block0, block1) (batch 1:
+// the one block [0, 1)); writes out[b][r] for those lanes and rows.
+void lut_rows_scalar(const MatmulWeight& w, const BitRows& rows, const MatmulInput& in, int64_t block0, int64_t block1,
+                     std::vector<float>& scratch);
 // Rows [r0, r1) of out from the sparse form (no tile decode: the plan holds the decoded bits).
 void sparse_rows_scalar(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int64_t r1, const MatmulInput& in);
 #ifdef SPARSECODEC_HAS_AVX2
-void lut_tile_avx2(const MatmulWeight& w, const TileBits& tile, const MatmulInput& in, std::vector<float>& scratch);
+void lut_rows_avx2(const MatmulWeight& w, const BitRows& rows, const MatmulInput& in, int64_t block0, int64_t block1,
+                   std::vector<float>& scratch);
+// Vector blocks of lanes the AVX2 lut kernel keeps in registers at once for q planes (a task of the
+// driver covers a multiple of this).
+int lut_register_blocks(int q);
 void sparse_rows_avx2(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int64_t r1, const MatmulInput& in);
 #endif
 
@@ -83,11 +94,11 @@ inline void pattern_values(const float* alpha, int q, float* values) {
 }
 
 // Batch 1, end of scale group g of the lut kernel: y[r] += ((2 accP[p]) - accK) * alpha[p], p ascending.
-inline void lut_close_group(const MatmulWeight& w, const TileBits& tile, int64_t g, const float* acc_k,
+inline void lut_close_group(const MatmulWeight& w, const BitRows& rows, int64_t g, const float* acc_k,
                             const float* acc_p, float* y) {
     const int q = w.q();
-    for (int64_t r = 0; r < tile.r1 - tile.r0; ++r) {
-        const float* alpha = w.scales.scales + ((tile.r0 + r) * w.scales.groups + g) * q;
+    for (int64_t r = 0; r < rows.r1 - rows.r0; ++r) {
+        const float* alpha = w.scales.scales + ((rows.r0 + r) * w.scales.groups + g) * q;
         for (int p = 0; p < q; ++p) {
             float t = 2.0f * acc_p[r * q + p];
             t = t - acc_k[r];
@@ -112,6 +123,14 @@ inline float sparse_signed_sum(const uint16_t* e, int64_t k0, int64_t k1, const 
         for (int i = 0; i < 8; ++i) s[i] = s[i] + x_signed[e[k + i]];
     for (int i = 0; k < k1; ++k, ++i) s[i] = s[i] + x_signed[e[k]];
     return sparse_lanes_sum(s);
+}
+
+// Subset-sum table of x[0 .. width) (width <= 8): table[0] = 0, table[k | 2^i] = table[k] + x[i];
+// entries past 2^width are left alone.
+inline void subset_sums(const float* x, int width, float* table) {
+    table[0] = 0.0f;
+    for (int i = 0; i < width; ++i)
+        for (int k = 0; k < (1 << i); ++k) table[k | (1 << i)] = table[k] + x[i];
 }
 
 // Columns [c_begin, c_end) of scale group g (clipped to the row).

@@ -34,11 +34,41 @@ struct MatmulWeight {
     int q() const { return scales.q; }
 };
 
+constexpr int kMaxPlanes = 8;
+
+// Rows [r0, r1) of decoded bits as the lookup-table kernel reads them: row r starts at bit
+// bit0 + (r - r0) * cols of the mask and of every plane buffer.
+struct BitRows {
+    int64_t r0 = 0, r1 = 0, bit0 = 0;
+    const uint64_t* mask = nullptr;
+    const uint64_t* planes[kMaxPlanes] = {};
+    const uint64_t* plane(int p) const { return planes[p]; }
+};
+
 struct TileBits {
     int64_t r0 = 0, r1 = 0;
     std::vector<std::vector<uint64_t>> planes;  // q buffers
     std::vector<uint64_t> mask;
     const uint64_t* plane(int p) const { return planes[size_t(p)].data(); }
+    BitRows view() const {
+        BitRows v{r0, r1, 0, mask.data(), {}};
+        for (size_t p = 0; p < planes.size(); ++p) v.planes[p] = planes[p].data();
+        return v;
+    }
+};
+
+// The decoded planes and keep-mask of every row, kept as a run-time cache for the lookup-table
+// kernel: (1 + q) bits per weight, row r at bit r * cols.
+struct DecodedBits {
+    int64_t rows = 0, cols = 0;
+    std::vector<std::vector<uint64_t>> planes;
+    std::vector<uint64_t> mask;
+    BitRows view(int64_t r0, int64_t r1) const {
+        BitRows v{r0, r1, r0 * cols, mask.data(), {}};
+        for (size_t p = 0; p < planes.size(); ++p) v.planes[p] = planes[p].data();
+        return v;
+    }
+    int64_t nbytes() const { return int64_t((planes.size() + 1) * mask.size() * sizeof(uint64_t)); }
 };
 
 // Fills `tile` for rows [r0, r1) (scratch vectors are reused between calls).

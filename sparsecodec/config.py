@@ -10,7 +10,7 @@ from typing import Any
 from .bcq import BCQ_METHODS, MAX_BITS, SCALE_DTYPES
 from .validation import as_choice, as_fraction, as_int
 
-STRATEGIES = ("auto", "sparse", "lut", "dense")
+STRATEGIES = ("auto", "sparse", "lut", "lut_stream", "dense")
 
 
 @dataclass(frozen=True)

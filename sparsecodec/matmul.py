@@ -1,19 +1,22 @@
 """``x @ W^T`` straight from an :class:`EncodedWeight`, never forming the whole of W.
 
-Three strategies, all exact up to float32 rounding:
+Four strategies, all exact up to float32 rounding:
 
 * ``"sparse"``: a loop over the kept weights only, from the weight's sparse form: per kept weight its
   column and bit pattern, 16 bits (24 when column and pattern do not fit in 16), decoded once from
   the XOR-coded planes on first use and cached on the EncodedWeight. Cost grows with the kept
-  weights; batches run 8 lanes per vector with the batch's slice of x held in cache.
-* ``"lut"``: streaming, nothing cached: per tile of rows the XOR-coded planes and the mask are
-  decoded into cache-sized bit buffers, then lookup tables of subset sums of x per 8 columns
-  (BiQGEMM / LUT-GEMM), ``sum_j m_j b_j x_j = 2 S[m & u] - S[m]``; cost grows with all weights.
-* ``"dense"``: tiles of rows are dequantised into a reused float buffer and multiplied by a BLAS GEMM;
-  the decode is paid once per call, so it wins for large batches.
+  weights; batches run up to 96 lanes per kept weight with the batch's slice of x held in cache.
+* ``"lut"``: lookup tables of subset sums of x per 8 columns (BiQGEMM / LUT-GEMM),
+  ``sum_j m_j b_j x_j = 2 S[m & u] - S[m]`` over the keep-mask m and each sign plane u, read from the
+  decoded bit-planes and mask, (1 + q) bits per weight decoded once and cached. Cost grows with all
+  weights, not the kept ones: it wins at moderate sparsity and small batches.
+* ``"lut_stream"``: the same kernel with nothing cached: per tile of rows the XOR-coded planes and
+  the mask are decoded into cache-sized bit buffers as the product goes, so the run-time memory is
+  the compressed stream alone.
+* ``"dense"``: tiles of rows are dequantised into a reused float buffer and multiplied by a BLAS GEMM.
 
 ``strategy="auto"`` picks by a cost model fitted to measurements on AVX2 hardware (bench/README.md).
-Choose ``"lut"`` to keep the run-time memory at the size of the compressed stream.
+:func:`cache_nbytes` tells what the caches of a weight hold; :func:`clear_caches` drops them.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from . import _native
+from .config import STRATEGIES
 from .xor_codec import EncodedWeight
 
-STRATEGIES = ("auto", "sparse", "lut", "dense")
 _TILE_FLOATS = 1 << 20  # decoded tile of the dense strategy: 4 MiB
 
 
@@ -45,15 +48,17 @@ def matmul(x: Any, enc: EncodedWeight, *, strategy: str = "auto") -> np.ndarray:
         raise ValueError(f"x has {arr.shape[-1]} features but the weight has {cols} input columns")
     x2 = np.ascontiguousarray(arr.reshape(-1, cols), dtype=np.float32)
     chosen = choose_strategy(enc, x2.shape[0]) if strategy == "auto" else strategy
-    if chosen == "lut" and not lut_supported(enc):
-        raise ValueError("the 'lut' strategy needs scale groups of whole rows or multiples of 8 columns")
+    if chosen in ("lut", "lut_stream") and not lut_supported(enc):
+        raise ValueError(f"the {chosen!r} strategy needs scale groups of whole rows or multiples of 8 columns")
     if chosen == "sparse" and not sparse_supported(enc):
         raise ValueError("the 'sparse' strategy supports at most 32768 input columns at 1 bit, 65536 at more")
     if chosen == "dense":
         out = _dense_tiles(x2, enc)
+    elif chosen == "sparse":
+        out = _native.core().matmul(x2, native_weight(enc), "sparse", sparse_plan(enc))
     else:
-        plan = sparse_plan(enc) if chosen == "sparse" else None
-        out = _native.core().matmul(x2, native_weight(enc), chosen, plan)
+        bits = decoded_bits(enc) if chosen == "lut" else None
+        out = _native.core().matmul(x2, native_weight(enc), "lut", bits)
     return out[0] if arr.ndim == 1 else out
 
 
@@ -129,16 +134,37 @@ def sparse_plan(enc: EncodedWeight) -> Any:
     return enc._sparse_plan
 
 
+def decoded_bits(enc: EncodedWeight) -> Any:
+    """The weight's decoded sign planes and keep-mask for the lookup-table kernel, (1 + q) bits per
+    weight, decoded once and cached on the encoded weight."""
+    if enc._decoded_bits is None:
+        enc._decoded_bits = _native.core().DecodedBits(native_weight(enc))
+    return enc._decoded_bits
+
+
+def cache_nbytes(enc: EncodedWeight) -> int:
+    """Bytes the matmul caches of ``enc`` hold now (sparse form and decoded bits; 0 before first use)."""
+    return sum(c.nbytes for c in (enc._sparse_plan, enc._decoded_bits) if c is not None)
+
+
+def clear_caches(enc: EncodedWeight) -> None:
+    """Drop the matmul caches of ``enc``; they are rebuilt on the next call that needs them."""
+    enc._sparse_plan = None
+    enc._decoded_bits = None
+
+
 def choose_strategy(enc: EncodedWeight, batch: int) -> str:
     """The strategy expected to be fastest for this weight and batch size: a cost model in
     nanoseconds on two AVX2 threads, fitted to bench/matmul_latency.py's measurements."""
-    positions = enc.shape[0] * enc.shape[1]
-    kept, bits, blocks = enc.mask.kept, enc.bits, -(-batch // 8)
-    # The per-call plane decode of the streaming kernels: per slice and plane, plus per position.
+    positions, kept, bits, blocks = enc.size, enc.mask.kept, enc.bits, -(-batch // 8)
+    # The per-call plane decode of the dense strategy: per slice and plane, plus per position.
     decode = bits * (enc.n_slices * 0.45 + positions * 0.025)
     costs = {"dense": decode + positions * (0.3 + 0.1 * batch)}
-    if sparse_supported(enc):  # kept weights from the cached sparse form, 8 batch lanes per vector
-        costs["sparse"] = kept * (0.4 if batch == 1 else 0.5 + 0.35 * blocks)
-    if lut_supported(enc):
-        costs["lut"] = decode + positions * 0.3 * (bits + 1) * (1 + 0.5 * (blocks - 1))
+    if sparse_supported(enc):
+        if batch == 1:
+            costs["sparse"] = kept * (0.23 if bits == 1 else 0.33)
+        else:  # per kept weight and pass (a chunk of up to 96 lanes) and lane, plus per row and panel
+            costs["sparse"] = kept * (0.6 * -(-blocks // 12) + 0.08 * blocks) + positions * 0.018 * blocks
+    if lut_supported(enc):  # per position and table lookup (mask and each plane)
+        costs["lut"] = positions * (bits + 1) * (0.065 if batch == 1 else 0.05 + 0.035 * blocks)
     return min(costs, key=costs.get)

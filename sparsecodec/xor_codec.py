@@ -119,6 +119,7 @@ class EncodedWeight:
     quant_error: dict[str, float] | None = None
     _stats: dict[str, Any] | None = field(default=None, repr=False)
     _sparse_plan: Any = field(default=None, repr=False)  # native SparsePlan, see sparsecodec.matmul
+    _decoded_bits: Any = field(default=None, repr=False)  # native DecodedBits, see sparsecodec.matmul
 
     bits = property(lambda self: self.quant.bits, doc="BCQ bit-planes q.")
     quant_method = property(lambda self: self.quant.method)

@@ -6,9 +6,13 @@ import numpy as np
 import pytest
 
 import sparsecodec as sc
-from sparsecodec.matmul import choose_strategy, decode_rows
+from sparsecodec.matmul import cache_nbytes, choose_strategy, clear_caches, decode_rows
 
-STRATEGIES = ["sparse", "lut", "dense"]
+STRATEGIES = ["sparse", "lut", "lut_stream", "dense"]
+
+
+def _lut_runs(enc) -> bool:
+    return enc.group_size >= enc.shape[1] or enc.group_size % 8 == 0
 
 
 def _weights(rng):
@@ -45,21 +49,21 @@ def test_every_strategy_matches_the_decoded_weight(encoded, batch):
         want = x.astype(np.float64) @ w.T
         scale = np.abs(x).astype(np.float64) @ np.abs(w).T + 1e-30
         for strategy in STRATEGIES:
-            if strategy == "lut" and not (enc.group_size >= enc.shape[1] or enc.group_size % 8 == 0):
+            if strategy.startswith("lut") and not _lut_runs(enc):
                 continue
             got = sc.matmul(x, enc, strategy=strategy)
             assert got.shape == (batch, enc.shape[0]) and got.dtype == np.float32
             assert (np.abs(got - want) <= 1e-5 * scale).all(), (enc, strategy)
 
 
-@pytest.mark.parametrize("strategy", ["sparse", "lut"])
-@pytest.mark.parametrize("batch", [1, 5, 17, 130])
+@pytest.mark.parametrize("strategy", ["sparse", "lut", "lut_stream"])
+@pytest.mark.parametrize("batch", [1, 5, 17, 100, 130])
 def test_simd_kernels_equal_the_scalar_reference_bit_for_bit(encoded, strategy, batch):
     if sc.build_info()["simd_detected"] != "avx2":
         pytest.skip("CPU without AVX2")
     rng = np.random.default_rng(11)
     for enc in encoded:
-        if strategy == "lut" and not (enc.group_size >= enc.shape[1] or enc.group_size % 8 == 0):
+        if strategy.startswith("lut") and not _lut_runs(enc):
             continue
         x = rng.standard_normal((batch, enc.shape[1])).astype(np.float32)
         sc.set_simd_level("scalar")
@@ -72,6 +76,35 @@ def test_simd_kernels_equal_the_scalar_reference_bit_for_bit(encoded, strategy, 
 def test_thread_count_does_not_change_results(encoded, threads):
     x = np.random.default_rng(0).standard_normal((3, encoded[1].shape[1])).astype(np.float32)
     assert np.array_equal(sc.matmul(x, encoded[1], strategy="sparse"), sc.matmul(x, encoded[1], strategy="sparse"))
+    assert np.array_equal(sc.matmul(x, encoded[1], strategy="lut"), sc.matmul(x, encoded[1], strategy="lut_stream"))
+
+
+@pytest.mark.parametrize("batch", [1, 40, 300])
+def test_cached_and_streaming_lookup_tables_agree_bit_for_bit(encoded, batch):
+    rng = np.random.default_rng(batch)
+    for enc in encoded:
+        if _lut_runs(enc):
+            x = rng.standard_normal((batch, enc.shape[1])).astype(np.float32)
+            cached, streamed = sc.matmul(x, enc, strategy="lut"), sc.matmul(x, enc, strategy="lut_stream")
+            assert np.array_equal(cached.view(np.uint32), streamed.view(np.uint32)), enc
+
+
+def test_caches_are_built_on_demand_measured_and_dropped():
+    rng = np.random.default_rng(5)
+    enc = sc.encode(rng.standard_normal((64, 128)).astype(np.float32), sparsity=0.5, bits=2)
+    x = rng.standard_normal((2, 128)).astype(np.float32)
+    assert cache_nbytes(enc) == 0
+    sc.matmul(x, enc, strategy="lut_stream")
+    assert cache_nbytes(enc) == 0  # streaming keeps nothing
+    sc.matmul(x, enc, strategy="lut")
+    bits_only = cache_nbytes(enc)
+    assert bits_only >= 3 * 64 * 128 // 8  # mask and two planes, a bit per weight each
+    sc.matmul(x, enc, strategy="sparse")
+    assert cache_nbytes(enc) >= bits_only + 2 * enc.mask.kept
+    before = sc.matmul(x, enc, strategy="sparse")
+    clear_caches(enc)
+    assert cache_nbytes(enc) == 0
+    assert np.array_equal(sc.matmul(x, enc, strategy="sparse"), before)
 
 
 def test_vector_input_transposed_product_and_decoded_rows(encoded):
@@ -94,7 +127,7 @@ def test_auto_picks_sparse_when_sparse_and_only_strategies_that_can_run():
     x = rng.standard_normal((3, 33000)).astype(np.float32)
     assert choose_strategy(wide, 3) == "dense"
     np.testing.assert_allclose(sc.matmul(x, wide), x @ sc.decode(wide).T, rtol=1e-4, atol=1e-4)
-    for strategy in ("sparse", "lut"):
+    for strategy in ("sparse", "lut", "lut_stream"):
         with pytest.raises(ValueError, match=strategy):
             sc.matmul(x, wide, strategy=strategy)
 
