@@ -32,12 +32,19 @@ using namespace sc;
 
 namespace {
 
+// Whether numpy dtype `a` is `b`: the same kind and size in native byte order. Not object identity:
+// numpy has two names for some types (uint64 is both ulong and ulonglong on Linux) and an unpickled
+// array may carry either.
+bool same_dtype(const py::dtype& a, const py::dtype& b) {
+    return a.is(b) || (a.kind() == b.kind() && a.itemsize() == b.itemsize() && a.attr("isnative").cast<bool>());
+}
+
 // Accepts only a C-contiguous numpy array of exactly dtype T and the given ndim (no silent casts).
 template <class T>
 py::array_t<T> require_array(const py::handle& obj, const char* name, int ndim) {
     if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be a numpy array");
     py::array arr = py::reinterpret_borrow<py::array>(obj);
-    if (!arr.dtype().is(py::dtype::of<T>()))
+    if (!same_dtype(arr.dtype(), py::dtype::of<T>()))
         throw py::type_error(std::string(name) + " must have dtype " + std::string(py::str(py::dtype::of<T>())) +
                              ", got " + std::string(py::str(arr.dtype())));
     if (arr.ndim() != ndim)
@@ -601,7 +608,7 @@ PYBIND11_MODULE(_core, m) {
             auto view_of = [](const py::object& obj, const char* name) {
                 if (!py::isinstance<py::array>(obj)) throw py::type_error(std::string(name) + " must be a numpy array");
                 py::array arr = py::reinterpret_borrow<py::array>(obj);
-                if (!arr.dtype().is(py::dtype("complex64")))
+                if (!same_dtype(arr.dtype(), py::dtype("complex64")))
                     throw py::type_error(std::string(name) + " must have dtype complex64, got " +
                                          std::string(py::str(arr.dtype())));
                 if (arr.ndim() != 4) throw std::invalid_argument(std::string(name) + " must be 4-D");

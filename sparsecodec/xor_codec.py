@@ -131,6 +131,12 @@ class EncodedWeight:
     seed = property(lambda self: self.xor.seed)
     chain = property(lambda self: self.xor.chain)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The matmul caches are native objects rebuilt on demand: pickles and copies go without them.
+        state = dict(self.__dict__)
+        state["_sparse_plan"] = state["_decoded_bits"] = None
+        return state
+
     # ----------------------------------------------------------------------------------------
     @property
     def size(self) -> int:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
+
 import numpy as np
 import pytest
 
@@ -89,7 +92,7 @@ def test_cached_and_streaming_lookup_tables_agree_bit_for_bit(encoded, batch):
             assert np.array_equal(cached.view(np.uint32), streamed.view(np.uint32)), enc
 
 
-def test_caches_are_built_on_demand_measured_and_dropped():
+def test_caches_are_built_on_demand_measured_dropped_and_never_pickled():
     rng = np.random.default_rng(5)
     enc = sc.encode(rng.standard_normal((64, 128)).astype(np.float32), sparsity=0.5, bits=2)
     x = rng.standard_normal((2, 128)).astype(np.float32)
@@ -102,6 +105,9 @@ def test_caches_are_built_on_demand_measured_and_dropped():
     sc.matmul(x, enc, strategy="sparse")
     assert cache_nbytes(enc) >= bits_only + 2 * enc.mask.kept
     before = sc.matmul(x, enc, strategy="sparse")
+    for twin in (pickle.loads(pickle.dumps(enc)), copy.deepcopy(enc)):  # caches stay behind
+        assert cache_nbytes(twin) == 0 and cache_nbytes(enc) > 0
+        assert np.array_equal(sc.matmul(x, twin, strategy="sparse"), before)
     clear_caches(enc)
     assert cache_nbytes(enc) == 0
     assert np.array_equal(sc.matmul(x, enc, strategy="sparse"), before)
