@@ -197,6 +197,18 @@ struct CheckedWeight {
     MatmulWeight weight;
 };
 
+// Only the shape and the scales of an encoded weight: all a kernel reading a cached decoded form
+// (SparsePlan, DecodedBits) needs, so a call with a cache skips checking (and copying) the patches.
+CheckedWeight require_shape_and_scales(const py::tuple& t) {
+    if (t.size() != 14) throw std::invalid_argument("weight must be a 14-field tuple");
+    CheckedWeight cw;
+    const int64_t rows = t[3].cast<int64_t>(), cols = t[4].cast<int64_t>();
+    cw.scales = require_array<float>(t[5], "scales", 3);
+    const ScaleLayout layout = scale_layout(cw.scales, rows, cols, t[6].cast<int64_t>(), int(cw.scales.shape(2)));
+    cw.weight = MatmulWeight{nullptr, PlaneGeometry{}, nullptr, {}, {}, MaskSource{}, layout, rows, cols};
+    return cw;
+}
+
 CheckedWeight require_weight(const py::tuple& t) {
     if (t.size() != 14) throw std::invalid_argument("weight must be a 14-field tuple");
     CheckedWeight cw;
@@ -448,7 +460,7 @@ PYBIND11_MODULE(_core, m) {
     m.def(
         "matmul",
         [](py::object x_obj, py::tuple weight, const std::string& strategy, py::object plan_obj) {
-            CheckedWeight cw = require_weight(weight);
+            CheckedWeight cw = plan_obj.is_none() ? require_weight(weight) : require_shape_and_scales(weight);
             const MatmulWeight& w = cw.weight;
             const int64_t rows = w.rows, cols = w.cols, group_size = w.scales.group_size;
             auto x = require_array<float>(x_obj, "x", 2);

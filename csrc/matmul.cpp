@@ -48,7 +48,8 @@ void prepare_input(const MatmulWeight& w, MatmulStrategy strategy, const float* 
             in.tables = tables;
         }
         if (strategy == MatmulStrategy::sparse && w.q() == 1) {
-            prep.x_signed.resize(size_t(2 * cols));
+            prep.x_signed.resize(size_t(2 * cols + 1));
+            prep.x_signed[size_t(2 * cols)] = 0.0f;  // what a partial step adds past its segment
             for (int64_t c = 0; c < cols; ++c) {
                 prep.x_signed[size_t(2 * c)] = -x[c];
                 prep.x_signed[size_t(2 * c + 1)] = x[c];

@@ -31,8 +31,9 @@ struct RowKeys {
 };
 
 // sparse_signed_sum's operations, with the entries read four at a time as one 64-bit word: half the
-// loads per kept weight, the x_signed loads left to the load ports.
-inline float sparse_signed_sum_wide(const uint16_t* e, int64_t k0, int64_t k1, const float* x_signed) {
+// loads per kept weight, the x_signed loads left to the load ports. The last, partial step adds
+// x_signed[zero] (= 0) in the lanes past the segment, without branches.
+inline float sparse_signed_sum_wide(const uint16_t* e, int64_t k0, int64_t k1, const float* x_signed, uint32_t zero) {
     float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f, s4 = 0.0f, s5 = 0.0f, s6 = 0.0f, s7 = 0.0f;
     int64_t k = k0;
     for (; k + 8 <= k1; k += 8) {
@@ -48,8 +49,19 @@ inline float sparse_signed_sum_wide(const uint16_t* e, int64_t k0, int64_t k1, c
         s6 = s6 + x_signed[(b >> 32) & 0xFFFF];
         s7 = s7 + x_signed[b >> 48];
     }
-    float s[8] = {s0, s1, s2, s3, s4, s5, s6, s7};
-    for (int i = 0; k < k1; ++k, ++i) s[i] = s[i] + x_signed[e[k]];
+    if (k < k1) {
+        const int64_t last = k1 - 1;
+        auto at = [&](int64_t i) -> uint32_t { return k + i <= last ? e[std::min(k + i, last)] : zero; };
+        s0 = s0 + x_signed[at(0)];
+        s1 = s1 + x_signed[at(1)];
+        s2 = s2 + x_signed[at(2)];
+        s3 = s3 + x_signed[at(3)];
+        s4 = s4 + x_signed[at(4)];
+        s5 = s5 + x_signed[at(5)];
+        s6 = s6 + x_signed[at(6)];
+        s7 = s7 + x_signed[at(7)];
+    }
+    const float s[8] = {s0, s1, s2, s3, s4, s5, s6, s7};
     return sparse_lanes_sum(s);
 }
 
@@ -411,7 +423,7 @@ void sparse_rows_avx2(const MatmulWeight& w, const SparsePlan& plan, int64_t r0,
                 const float* alpha = w.scales.scales + (r * groups + g) * q;
                 const int64_t k0 = plan.seg[r * groups + g], k1 = plan.seg[r * groups + g + 1];
                 if (q == 1) {
-                    y = y + sparse_signed_sum_wide(plan.entries, k0, k1, in.x_signed) * alpha[0];
+                    y = y + sparse_signed_sum_wide(plan.entries, k0, k1, in.x_signed, uint32_t(2 * w.cols)) * alpha[0];
                     continue;
                 }
                 pattern_values(alpha, q, values);

@@ -59,7 +59,7 @@ struct MatmulInput {
     const float* x = nullptr;  // (batch, cols) row-major
     int64_t batch = 0;
     float* out = nullptr;      // (batch, rows) row-major
-    const float* x_signed = nullptr;  // sparse, batch 1, q = 1: (-x[c], +x[c]) at 2c, 2c + 1
+    const float* x_signed = nullptr;  // sparse, batch 1, q = 1: (-x[c], +x[c]) at 2c, 2c + 1, then 0
     const float* tables = nullptr;    // lut, batch 1: subset-sum tables of x per 8 columns, [chunk][256]
     const float* xt = nullptr;        // lut, batch > 1: [block][cols][kLanes], lanes zero-padded
     const float* x_cols = nullptr;    // sparse, batch > 1: per chunk of kChunkLanes lanes, [cols][lanes]
@@ -121,7 +121,8 @@ inline float sparse_signed_sum(const uint16_t* e, int64_t k0, int64_t k1, const 
     int64_t k = k0;
     for (; k + 8 <= k1; k += 8)
         for (int i = 0; i < 8; ++i) s[i] = s[i] + x_signed[e[k + i]];
-    for (int i = 0; k < k1; ++k, ++i) s[i] = s[i] + x_signed[e[k]];
+    if (k < k1)  // a last, partial step: +0 in the lanes past the segment
+        for (int i = 0; i < 8; ++i) s[i] = s[i] + (k + i < k1 ? x_signed[e[k + i]] : 0.0f);
     return sparse_lanes_sum(s);
 }
 
