@@ -109,35 +109,51 @@ def measure(rows: int, cols: int, sparsity: float, bits: int, batches: list[int]
         strategy = choose_strategy(enc, batch)
         for name, ts in times.items():
             results.append(
-                {
-                    "shape": [rows, cols],
-                    "sparsity": sparsity,
-                    "bits": bits,
-                    "batch": batch,
-                    "impl": name,
-                    "seconds": statistics.median(ts),
-                    "best": min(ts),
+                result_row(
+                    (rows, cols, sparsity, bits, batch),
+                    name,
+                    ts,
                     # ours: the stream plus the caches its strategies have built so far
-                    "memory_bytes": stream_bytes + cache_nbytes(layer_enc) if name == "ours" else memory[name],
-                    "strategy": strategy if name == "ours" else ("lut_stream" if name == "ours, streaming" else None),
-                }
+                    memory_bytes=stream_bytes + cache_nbytes(layer_enc) if name == "ours" else memory[name],
+                    strategy=strategy if name == "ours" else ("lut_stream" if name == "ours, streaming" else None),
+                )
             )
-        ours = statistics.median(times["ours"])
-        print(
-            f"{rows}x{cols} S={sparsity} q={bits} B={batch}: ours ({strategy}) {ours * 1e3:.2f} ms | "
-            + " | ".join(f"{p} {statistics.median(times[p]) / ours:.2f}x" for p in PEERS),
-            flush=True,
-        )
+        print_ratios(f"{rows}x{cols} S={sparsity} q={bits} B={batch}: ours ({strategy})", times)
     return results
+
+
+def result_row(case: tuple, impl: str, times: list[float], **extra) -> dict:
+    """A raw result: the case (rows, cols, sparsity, bits, batch), the implementation, its median and
+    best time, and whatever else the benchmark records."""
+    rows, cols, sparsity, bits, batch = case
+    return {
+        "shape": [rows, cols],
+        "sparsity": sparsity,
+        "bits": bits,
+        "batch": batch,
+        "impl": impl,
+        "seconds": statistics.median(times),
+        "best": min(times),
+        **extra,
+    }
+
+
+def print_ratios(label: str, times: dict[str, list[float]]) -> None:
+    """One progress line: our median time and each peer's time over ours."""
+    ours = statistics.median(times["ours"])
+    ratios = " | ".join(f"{p} {statistics.median(times[p]) / ours:.2f}x" for p in PEERS)
+    print(f"{label} {ours * 1e3:.2f} ms | {ratios}", flush=True)
+
+
+def seconds_of(rows: list[dict], shape, sparsity: float, bits: int, batch: int, impl: str) -> float:
+    """The median time of one implementation at one layer, configuration and batch of a run."""
+    key = (list(shape), sparsity, bits, batch, impl)
+    return next(r["seconds"] for r in rows if (r["shape"], r["sparsity"], r["bits"], r["batch"], r["impl"]) == key)
 
 
 def table(rows: list[dict]) -> str:
     def time_of(shape, s, q, b, impl):
-        return next(
-            r["seconds"]
-            for r in rows
-            if (r["shape"], r["sparsity"], r["bits"], r["batch"], r["impl"]) == (shape, s, q, b, impl)
-        )
+        return seconds_of(rows, shape, s, q, b, impl)
 
     lines = [
         "Median time of ours (SQLinear, strategy auto) and each peer's time divided by ours (> 1: ours is "
@@ -183,30 +199,43 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def run(argv: list[str] | None, doc: str, measure_one, make_table, name: str, rounds: int) -> int:
+    """The command line of the matmul benchmarks: measure every shape and configuration with
+    ``measure_one(rows, cols, sparsity, bits, rounds)``, print ``make_table(rows)``, and write it into
+    bench/README.md (section ``name`` with dashes) and the raw rows to bench/results/``name``.json."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="one 1024 x 1024 layer and three rounds, for a smoke run")
-    p.add_argument("--rounds", type=int, default=9)
+    p.add_argument("--rounds", type=int, default=rounds)
     p.add_argument("--no-write", action="store_true", help="print only; leave bench/README.md alone")
     a = p.parse_args(argv)
     threads = sc.build_info()["threads"]
     torch.set_num_threads(threads)
     shapes = [(1024, 1024)] if a.quick else [(4096, 4096), (11008, 4096)]
-    rounds = 3 if a.quick else a.rounds
     rows = []
     with torch.inference_mode():
         for shape in shapes:
             for s, q in CONFIGS:
-                rows += measure(*shape, s, q, BATCHES, rounds)
+                rows += measure_one(*shape, s, q, 3 if a.quick else a.rounds)
     text = (
-        table(rows) + f"\n\nMachine: {platform.machine()}, {threads} threads (ours and torch), SIMD "
+        make_table(rows) + f"\n\nMachine: {platform.machine()}, {threads} threads (ours and torch), SIMD "
         f"{sc.build_info()['simd_active']}, torch {torch.__version__}."
     )
     print(text)
     if not a.no_write:
-        write_section("matmul-latency", text)
-        write_results("matmul_latency", {"machine": {"arch": platform.machine(), "threads": threads}, "rows": rows})
+        write_section(name.replace("_", "-"), text)
+        write_results(name, {"machine": {"arch": platform.machine(), "threads": threads}, "rows": rows})
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(
+        argv,
+        __doc__,
+        lambda *shape_config: measure(*shape_config[:4], BATCHES, shape_config[4]),
+        table,
+        "matmul_latency",
+        rounds=9,
+    )
 
 
 if __name__ == "__main__":
