@@ -13,7 +13,8 @@ Four strategies, all exact up to float32 rounding:
 * ``"lut_stream"``: the same kernel with nothing cached: per tile of rows the XOR-coded planes and
   the mask are decoded into cache-sized bit buffers as the product goes, so the run-time memory is
   the compressed stream alone.
-* ``"dense"``: tiles of rows are dequantised into a reused float buffer and multiplied by a BLAS GEMM.
+* ``"dense"``: tiles of rows are dequantised into a reused float buffer and multiplied by torch's
+  GEMM: the decode is paid on every call, so it wins only for batches far larger than the layer.
 
 ``strategy="auto"`` picks by a cost model fitted to measurements on AVX2 hardware (bench/README.md).
 :func:`cache_nbytes` tells what the caches of a weight hold; :func:`clear_caches` drops them.
@@ -21,6 +22,7 @@ Four strategies, all exact up to float32 rounding:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -29,7 +31,7 @@ from . import _native
 from .config import STRATEGIES
 from .xor_codec import EncodedWeight
 
-_TILE_FLOATS = 1 << 20  # decoded tile of the dense strategy: 4 MiB
+TILE_FLOATS = 1 << 20  # decoded tile of the dense strategy (and SQConv2d's decoded convolution): 4 MiB
 
 
 def matmul(x: Any, enc: EncodedWeight, *, strategy: str = "auto") -> np.ndarray:
@@ -67,17 +69,30 @@ def matmul_transposed(g: Any, enc: EncodedWeight) -> np.ndarray:
     from decoded tiles of rows, never the whole of W."""
     if not isinstance(enc, EncodedWeight):
         raise TypeError(f"matmul_transposed expects an EncodedWeight, got {type(enc).__name__}")
+    import torch
+
     rows, cols = enc.shape
-    g2 = np.ascontiguousarray(np.asarray(g, dtype=np.float32).reshape(-1, rows))
-    out = np.zeros((g2.shape[0], cols), np.float32)
-    step = max(1, min(rows, _TILE_FLOATS // cols))
+    g2 = torch.from_numpy(np.ascontiguousarray(np.asarray(g, dtype=np.float32).reshape(-1, rows)))
+    out = torch.zeros((g2.shape[0], cols), dtype=torch.float32)
+    for r0, r1, tile in _decoded_tiles(enc):
+        out.addmm_(g2[:, r0:r1], tile)
+    return out.numpy()
+
+
+def _decoded_tiles(enc: EncodedWeight) -> Iterator[tuple[int, int, Any]]:
+    """(r0, r1, rows [r0, r1) of W as a float32 tensor) over the weight, one reused tile buffer of
+    about TILE_FLOATS floats: the decoded-tile strategy's building block. torch multiplies them
+    (its BLAS is the one tuned for this CPU, and its thread pool is already awake in a model)."""
+    import torch
+
+    rows, cols = enc.shape
+    step = max(1, min(rows, TILE_FLOATS // cols))
     tile = np.empty((step, cols), np.float32)
     weight = native_weight(enc)
     for r0 in range(0, rows, step):
         r1 = min(rows, r0 + step)
         _native.core().decode_rows(weight, r0, r1, tile)
-        out += g2[:, r0:r1] @ tile[: r1 - r0]
-    return out
+        yield r0, r1, torch.from_numpy(tile[: r1 - r0])
 
 
 def native_weight(enc: EncodedWeight) -> tuple:
@@ -106,16 +121,11 @@ def decode_rows(enc: EncodedWeight, r0: int, r1: int, out: np.ndarray | None = N
 
 
 def _dense_tiles(x: np.ndarray, enc: EncodedWeight) -> np.ndarray:
-    rows, cols = enc.shape
-    step = max(1, min(rows, _TILE_FLOATS // cols))
-    out = np.empty((x.shape[0], rows), np.float32)
-    tile = np.empty((step, cols), np.float32)
-    weight = native_weight(enc)
-    for r0 in range(0, rows, step):
-        r1 = min(rows, r0 + step)
-        _native.core().decode_rows(weight, r0, r1, tile)
-        out[:, r0:r1] = x @ tile[: r1 - r0].T
-    return out
+    import torch
+
+    xt = torch.from_numpy(x)
+    parts = [xt @ tile.T for _, _, tile in _decoded_tiles(enc)]  # each before the buffer is reused
+    return (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)).numpy()
 
 
 def lut_supported(enc: EncodedWeight) -> bool:
@@ -157,14 +167,14 @@ def choose_strategy(enc: EncodedWeight, batch: int) -> str:
     """The strategy expected to be fastest for this weight and batch size: a cost model in
     nanoseconds on two AVX2 threads, fitted to bench/matmul_latency.py's measurements."""
     positions, kept, bits, blocks = enc.size, enc.mask.kept, enc.bits, -(-batch // 8)
-    # The per-call plane decode of the dense strategy: per slice and plane, plus per position.
-    decode = bits * (enc.n_slices * 0.45 + positions * 0.025)
-    costs = {"dense": decode + positions * (0.3 + 0.1 * batch)}
+    # dense: decode to float tiles (about 0.75 ns per position, 20 us per call), then torch's GEMM
+    costs = {"dense": 20_000 + positions * (0.75 + 0.016 * batch)}
+    prepare = batch * enc.shape[1] * 1.5 if batch > 1 else 0.0  # x laid out by lanes for the kernels
     if sparse_supported(enc):
         if batch == 1:
             costs["sparse"] = kept * (0.23 if bits == 1 else 0.33)
         else:  # per kept weight and pass (a chunk of up to 96 lanes) and lane, plus per row and panel
-            costs["sparse"] = kept * (0.6 * -(-blocks // 12) + 0.08 * blocks) + positions * 0.018 * blocks
+            costs["sparse"] = kept * (0.6 * -(-blocks // 12) + 0.08 * blocks) + positions * 0.018 * blocks + prepare
     if lut_supported(enc):  # per position and table lookup (mask and each plane)
-        costs["lut"] = positions * (bits + 1) * (0.065 if batch == 1 else 0.05 + 0.035 * blocks)
+        costs["lut"] = positions * (bits + 1) * (0.065 if batch == 1 else 0.05 + 0.035 * blocks) + prepare
     return min(costs, key=costs.get)

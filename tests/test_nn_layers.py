@@ -86,15 +86,33 @@ CONV_CASES = [
 ]
 
 
+@pytest.mark.parametrize("strategy", ["auto", "sparse", "dense"])
 @pytest.mark.parametrize("kwargs", CONV_CASES, ids=lambda k: ",".join(f"{a}={b}" for a, b in k.items()))
-def test_conv2d_matches_conv2d_with_the_decoded_weight(kwargs):
+def test_conv2d_matches_conv2d_with_the_decoded_weight(kwargs, strategy):
+    # "dense" runs torch's convolution on the weight decoded for the call; the others the matmul op
     torch.manual_seed(2)
     conv = torch.nn.Conv2d(8, 12, **kwargs)
-    layer = SQConv2d.from_conv2d(conv, sc.SQConfig(sparsity=0.6, bits=2))
-    x = torch.randn(2, 8, 11, 9)
+    layer = SQConv2d.from_conv2d(conv, sc.SQConfig(sparsity=0.6, bits=2, strategy=strategy))
+    x = torch.randn(2, 8, 11, 9, requires_grad=True)
     ref = layer.to_conv2d()
-    _close(layer(x), ref(x))
-    assert layer(x).shape == conv(x).shape
+    got, want = layer(x), ref(x)
+    _close(got, want)
+    assert got.shape == conv(x).shape
+    g = torch.randn_like(want)
+    (grad_got,) = torch.autograd.grad(got, x, g)
+    (grad_want,) = torch.autograd.grad(want, x, g)
+    _close(grad_got, grad_want)
+
+
+def test_conv2d_auto_decodes_the_weight_for_large_batches_and_not_when_compiling():
+    torch.manual_seed(3)
+    layer = SQConv2d.from_conv2d(torch.nn.Conv2d(4, 6, 3, padding=1), sc.SQConfig(sparsity=0.5, bits=2))
+    small, large = torch.randn(1, 4, 5, 5), torch.randn(64, 4, 32, 32)
+    assert not layer._decoded_conv_is_faster(small) and layer._decoded_conv_is_faster(large)
+    ref = layer.to_conv2d()
+    _close(layer(large), ref(large))
+    compiled = torch.compile(layer, fullgraph=True, backend="eager")  # the op path: no graph break
+    _close(compiled(large), ref(large))
 
 
 def test_state_dict_round_trip_strict_and_weights_only(tmp_path):

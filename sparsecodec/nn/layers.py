@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from torch.nn.modules.utils import _pair
 
 from ..config import SQConfig
+from ..matmul import TILE_FLOATS, choose_strategy
 from ..xor_codec import EncodedWeight, decode, encode
 from . import ops
 
@@ -158,6 +159,9 @@ class SQConv2d(_CompressedStreams):
 
     Takes every ``nn.Conv2d`` argument; computed as unfold (im2col) followed by the compressed
     matmul, or directly as a matmul over channels for 1x1 kernels with unit stride and no padding.
+    In eager mode, when the output positions far outnumber the weights (strategy ``"auto"`` by the
+    matmul cost model, or ``"dense"``) and the weight fits one decoded tile (TILE_FLOATS), the
+    weight is decoded for the call and torch's own convolution runs instead of the unfold.
     """
 
     def __init__(
@@ -217,21 +221,42 @@ class SQConv2d(_CompressedStreams):
             config.strategy,
         )
 
-    def _padded(self, x: torch.Tensor) -> torch.Tensor:
-        """x padded as nn.Conv2d would (all modes, 'same' included); the unfold then pads nothing."""
+    def _pads(self) -> list[int]:
+        """(left, right, top, bottom) padding as nn.Conv2d applies it ('same' and 'valid' included)."""
         if self.padding == "valid":
-            return x
+            return [0, 0, 0, 0]
         if self.padding == "same":
             pads = []
             for d, k in zip(reversed(self.dilation), reversed(self.kernel_size), strict=True):
                 total = d * (k - 1)
                 pads += [total // 2, total - total // 2]
-        else:
-            pads = [self.padding[1], self.padding[1], self.padding[0], self.padding[0]]
+            return pads
+        return [self.padding[1], self.padding[1], self.padding[0], self.padding[0]]
+
+    def _padded(self, x: torch.Tensor) -> torch.Tensor:
+        """x padded as nn.Conv2d would (all modes); the unfold then pads nothing."""
+        pads = self._pads()
         if not any(pads):
             return x
         mode = "constant" if self.padding_mode == "zeros" else self.padding_mode
         return F.pad(x, pads, mode=mode)
+
+    def _output_size(self, x: torch.Tensor) -> tuple[int, int]:
+        (kh, kw), (dh, dw), (sh, sw) = self.kernel_size, self.dilation, self.stride
+        left, right, top, bottom = self._pads()
+        h, w = x.shape[2] + top + bottom, x.shape[3] + left + right
+        return (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
+
+    def _decoded_conv_is_faster(self, x: torch.Tensor) -> bool:
+        """Whether to decode the whole weight and run torch's convolution: the decoded-tile strategy,
+        for a weight that fits one tile and (strategy auto) output positions enough to pay for it."""
+        if self.strategy not in ("auto", "dense"):
+            return False
+        encs = self.encoded_weights()
+        if sum(e.size for e in encs) > TILE_FLOATS:
+            return False
+        h_out, w_out = self._output_size(x)
+        return self.strategy == "dense" or all(choose_strategy(e, x.shape[0] * h_out * w_out) == "dense" for e in encs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4:
@@ -239,16 +264,25 @@ class SQConv2d(_CompressedStreams):
         n = x.shape[0]
         per_out = self.out_channels // self.groups
         names = self._stream_names
-        if self.kernel_size == (1, 1) and self.stride == (1, 1) and self.groups == 1 and self._padded(x) is x:
+        eager = type(x) is torch.Tensor and not torch.compiler.is_compiling()
+        if eager and self._decoded_conv_is_faster(x):
+            # Eager, with far more output positions than weights: decode the weight for this call only
+            # and let torch's convolution run (equal to the matmul path within float32 rounding).
+            weight = np.concatenate([decode(e) for e in self.encoded_weights()])
+            shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+            w = torch.from_numpy(weight).reshape(shape).to(device=x.device, dtype=x.dtype)
+            if self.padding_mode == "zeros":  # torch pads as part of the convolution
+                out = F.conv2d(x, w, None, self.stride, self.padding, self.dilation, self.groups)
+            else:
+                out = F.conv2d(self._padded(x), w, None, self.stride, 0, self.dilation, self.groups)
+        elif self.kernel_size == (1, 1) and self.stride == (1, 1) and self.groups == 1 and not any(self._pads()):
             h, w = x.shape[2:]
             rows = x.permute(0, 2, 3, 1).reshape(-1, self.in_channels)
             y = torch.ops.sparsecodec.sq_linear(rows, getattr(self, names[0]), per_out, self.strategy)
             out = y.reshape(n, h, w, self.out_channels).permute(0, 3, 1, 2)
         else:
             xp = self._padded(x)
-            kh, kw = self.kernel_size
-            h_out = (xp.shape[2] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
-            w_out = (xp.shape[3] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
+            h_out, w_out = self._output_size(x)
             per_in = self.in_channels // self.groups
             outs = []
             for g, name in enumerate(names):
