@@ -55,6 +55,7 @@ class _CompressedStreams(nn.Module):
     """Shared handling of the stream buffers: replacing them on load, parsing, describing."""
 
     _stream_names: tuple[str, ...] = ()
+    strategy: str = "auto"  # the matmul strategy (see sparsecodec.matmul), set by each layer
 
     def _set_streams(self, encs: list[EncodedWeight]) -> None:
         self._stream_names = tuple(f"encoded{i}" if len(encs) > 1 else "encoded" for i in range(len(encs)))
@@ -82,6 +83,14 @@ class _CompressedStreams(nn.Module):
                 ops.encoded_weight(getattr(self, name))
             except ValueError as exc:
                 errors.append(f"{prefix + name}: {exc}")
+
+    def _matmul(self, x: torch.Tensor, encoded: torch.Tensor, out_features: int) -> torch.Tensor:
+        """``x @ W^T`` for the stream ``encoded`` through the ``sq_linear`` op, or, in plain eager
+        inference, through the op's body without the dispatcher's overhead."""
+        if type(x) is torch.Tensor and not x.requires_grad and not torch.compiler.is_compiling():
+            return ops.linear_forward(x, encoded, out_features, self.strategy)
+        # autograd, tracing, compiling, tensor subclasses: the registered op
+        return torch.ops.sparsecodec.sq_linear(x, encoded, out_features, self.strategy)
 
     def _describe(self) -> str:
         encs = self.encoded_weights()
@@ -125,11 +134,7 @@ class SQLinear(_CompressedStreams):
         return cls(enc, linear.bias, config.strategy)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if type(x) is torch.Tensor and not x.requires_grad and not torch.compiler.is_compiling():
-            # plain eager inference: the op's body without the dispatcher's overhead
-            y = ops.linear_forward(x, self.encoded, self.out_features, self.strategy)
-        else:  # autograd, tracing, compiling, tensor subclasses: the registered op
-            y = torch.ops.sparsecodec.sq_linear(x, self.encoded, self.out_features, self.strategy)
+        y = self._matmul(x, self.encoded, self.out_features)
         return y + self.bias if self.bias is not None else y
 
     @property
@@ -278,7 +283,7 @@ class SQConv2d(_CompressedStreams):
         elif self.kernel_size == (1, 1) and self.stride == (1, 1) and self.groups == 1 and not any(self._pads()):
             h, w = x.shape[2:]
             rows = x.permute(0, 2, 3, 1).reshape(-1, self.in_channels)
-            y = torch.ops.sparsecodec.sq_linear(rows, getattr(self, names[0]), per_out, self.strategy)
+            y = self._matmul(rows, getattr(self, names[0]), per_out)
             out = y.reshape(n, h, w, self.out_channels).permute(0, 3, 1, 2)
         else:
             xp = self._padded(x)
@@ -288,7 +293,7 @@ class SQConv2d(_CompressedStreams):
             for g, name in enumerate(names):
                 xg = xp[:, g * per_in : (g + 1) * per_in]
                 cols = F.unfold(xg, self.kernel_size, dilation=self.dilation, stride=self.stride)  # (N, K, L)
-                y = torch.ops.sparsecodec.sq_linear(cols.transpose(1, 2), getattr(self, name), per_out, self.strategy)
+                y = self._matmul(cols.transpose(1, 2), getattr(self, name), per_out)
                 outs.append(y.transpose(1, 2))  # (N, per_out, L)
             out = torch.cat(outs, dim=1).reshape(n, self.out_channels, h_out, w_out)
         if self.bias is not None:
