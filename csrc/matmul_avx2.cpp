@@ -404,8 +404,6 @@ void lut_rows(const MatmulWeight& w, const BitRows& bits, const MatmulInput& in,
 
 }  // namespace
 
-int lut_register_blocks(int q) { return q == 1 ? 6 : q == 2 ? 4 : q == 3 ? 3 : q == 4 ? 2 : 1; }
-
 void lut_rows_avx2(const MatmulWeight& w, const BitRows& bits, const MatmulInput& in, int64_t block0, int64_t block1,
                    std::vector<float>& scratch) {
     if (w.cols % 8 == 0 && bits.bit0 % 8 == 0) return lut_rows<true>(w, bits, in, block0, block1, scratch);

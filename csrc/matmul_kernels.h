@@ -73,14 +73,14 @@ bool lut_supported(const MatmulWeight& w);
 // the one block [0, 1)); writes out[b][r] for those lanes and rows.
 void lut_rows_scalar(const MatmulWeight& w, const BitRows& rows, const MatmulInput& in, int64_t block0, int64_t block1,
                      std::vector<float>& scratch);
+// Vector blocks of lanes the AVX2 lut kernel keeps in registers at once for q planes (a task of the
+// driver covers a multiple of this; the scalar kernel takes one block at a time).
+inline int lut_register_blocks(int q) { return q == 1 ? 6 : q == 2 ? 4 : q == 3 ? 3 : q == 4 ? 2 : 1; }
 // Rows [r0, r1) of out from the sparse form (no tile decode: the plan holds the decoded bits).
 void sparse_rows_scalar(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int64_t r1, const MatmulInput& in);
 #ifdef SPARSECODEC_HAS_AVX2
 void lut_rows_avx2(const MatmulWeight& w, const BitRows& rows, const MatmulInput& in, int64_t block0, int64_t block1,
                    std::vector<float>& scratch);
-// Vector blocks of lanes the AVX2 lut kernel keeps in registers at once for q planes (a task of the
-// driver covers a multiple of this).
-int lut_register_blocks(int q);
 void sparse_rows_avx2(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int64_t r1, const MatmulInput& in);
 #endif
 

@@ -49,6 +49,9 @@ def matmul(x: Any, enc: EncodedWeight, *, strategy: str = "auto") -> np.ndarray:
     if arr.shape[-1] != cols:
         raise ValueError(f"x has {arr.shape[-1]} features but the weight has {cols} input columns")
     x2 = np.ascontiguousarray(arr.reshape(-1, cols), dtype=np.float32)
+    if x2.shape[0] == 0:  # nothing to multiply: no cache built either
+        out = np.zeros((0, rows), np.float32)
+        return out[0] if arr.ndim == 1 else out
     chosen = choose_strategy(enc, x2.shape[0]) if strategy == "auto" else strategy
     if chosen in ("lut", "lut_stream") and not lut_supported(enc):
         raise ValueError(f"the {chosen!r} strategy needs scale groups of whole rows or multiples of 8 columns")
@@ -72,11 +75,20 @@ def matmul_transposed(g: Any, enc: EncodedWeight) -> np.ndarray:
     import torch
 
     rows, cols = enc.shape
-    g2 = torch.from_numpy(np.ascontiguousarray(np.asarray(g, dtype=np.float32).reshape(-1, rows)))
+    g2 = _as_tensor(np.asarray(g, dtype=np.float32).reshape(-1, rows))
     out = torch.zeros((g2.shape[0], cols), dtype=torch.float32)
     for r0, r1, tile in _decoded_tiles(enc):
         out.addmm_(g2[:, r0:r1], tile)
     return out.numpy()
+
+
+def _as_tensor(a: np.ndarray) -> Any:
+    """A C-contiguous float32 array as a torch tensor sharing its memory (a copy if read-only: torch
+    tensors are always writable)."""
+    import torch
+
+    a = np.ascontiguousarray(a)
+    return torch.from_numpy(a if a.flags.writeable else a.copy())
 
 
 def _decoded_tiles(enc: EncodedWeight) -> Iterator[tuple[int, int, Any]]:
@@ -123,7 +135,7 @@ def decode_rows(enc: EncodedWeight, r0: int, r1: int, out: np.ndarray | None = N
 def _dense_tiles(x: np.ndarray, enc: EncodedWeight) -> np.ndarray:
     import torch
 
-    xt = torch.from_numpy(x)
+    xt = _as_tensor(x)
     parts = [xt @ tile.T for _, _, tile in _decoded_tiles(enc)]  # each before the buffer is reused
     return (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)).numpy()
 

@@ -117,9 +117,11 @@ class EncodedWeight:
     code: np.ndarray  # uint64 (bits, code words): slice t's word at bit t * n_in
     patches: tuple[np.ndarray, ...]  # per plane: ascending int64 flat positions decoded flipped
     quant_error: dict[str, float] | None = None
-    _stats: dict[str, Any] | None = field(default=None, repr=False)
-    _sparse_plan: Any = field(default=None, repr=False)  # native SparsePlan, see sparsecodec.matmul
-    _decoded_bits: Any = field(default=None, repr=False)  # native DecodedBits, see sparsecodec.matmul
+    # Derived from the fields above, on first use: never copied by dataclasses.replace, never
+    # compared, and dropped when a field above is reassigned (see __setattr__).
+    _stats: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+    _sparse_plan: Any = field(default=None, init=False, repr=False, compare=False)  # see sparsecodec.matmul
+    _decoded_bits: Any = field(default=None, init=False, repr=False, compare=False)  # see sparsecodec.matmul
 
     bits = property(lambda self: self.quant.bits, doc="BCQ bit-planes q.")
     quant_method = property(lambda self: self.quant.method)
@@ -130,6 +132,12 @@ class EncodedWeight:
     depth = property(lambda self: self.xor.depth, doc="Shift-register depth N_s.")
     seed = property(lambda self: self.xor.seed)
     chain = property(lambda self: self.xor.chain)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if not name.startswith("_") and name != "quant_error":  # the data changed: derived caches go
+            for cache in ("_stats", "_sparse_plan", "_decoded_bits"):
+                super().__setattr__(cache, None)
 
     def __getstate__(self) -> dict[str, Any]:
         # The matmul caches are native objects rebuilt on demand: pickles and copies go without them.

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -153,3 +155,36 @@ def test_bad_inputs(encoded):
         sc.matmul(np.ones((1, 20), np.float32), odd_groups, strategy="lut")
     with pytest.raises(TypeError, match="EncodedWeight"):
         sc.matmul(np.ones(3), "weights")
+
+
+def test_derived_caches_follow_the_data():
+    rng = np.random.default_rng(8)
+    a, b = (sc.encode(rng.standard_normal((48, 64)).astype(np.float32), sparsity=0.5, bits=2) for _ in range(2))
+    x = rng.standard_normal((3, 64)).astype(np.float32)
+    for strategy in ("sparse", "lut"):
+        sc.matmul(x, a, strategy=strategy)  # caches built on a
+    mixed = dataclasses.replace(a, code=b.code, patches=b.patches, mask=b.mask, scales=b.scales)
+    assert cache_nbytes(mixed) == 0
+    moved = copy.copy(a)
+    moved.code, moved.patches, moved.mask, moved.scales = b.code, b.patches, b.mask, b.scales
+    assert cache_nbytes(moved) == 0
+    want = sc.matmul(x, b, strategy="lut_stream")
+    for twin in (mixed, moved):
+        for strategy in ("sparse", "lut"):
+            np.testing.assert_allclose(sc.matmul(x, twin, strategy=strategy), want, rtol=1e-5, atol=1e-5)
+
+
+def test_empty_batches_and_read_only_inputs():
+    rng = np.random.default_rng(9)
+    enc = sc.encode(rng.standard_normal((16, 40)).astype(np.float32), sparsity=0.5, bits=2)
+    for strategy in ("auto", "sparse", "lut", "dense"):
+        assert sc.matmul(np.zeros((0, 40), np.float32), enc, strategy=strategy).shape == (0, 16)
+    assert cache_nbytes(enc) == 0  # an empty batch builds nothing
+    x = rng.standard_normal((3, 40)).astype(np.float32)
+    x.flags.writeable = False
+    g = rng.standard_normal((3, 16)).astype(np.float32)
+    g.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when handed a read-only array
+        np.testing.assert_allclose(sc.matmul(x, enc, strategy="dense"), x @ sc.decode(enc).T, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(sc.matmul_transposed(g, enc), g @ sc.decode(enc), rtol=1e-5, atol=1e-5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 
 import pytest
 
@@ -153,3 +154,26 @@ def test_import_does_not_import_torch():
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
         == "False"
     )
+
+
+def test_jit_trace_records_the_op_not_a_constant():
+    torch.manual_seed(4)
+    layer = SQLinear.from_linear(torch.nn.Linear(16, 8), sc.SQConfig(sparsity=0.5))
+    conv = SQConv2d.from_conv2d(torch.nn.Conv2d(3, 5, 3, padding=1), sc.SQConfig(sparsity=0.5, strategy="dense"))
+    for module, shape in ((layer, (4, 16)), (conv, (2, 3, 9, 9))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the tracer's notes about Python values
+            traced = torch.jit.trace(module, torch.randn(shape))
+        fresh = torch.randn(shape)
+        _close(traced(fresh), module(fresh))
+
+
+def test_conv2d_decoded_path_computes_in_float32_for_low_precision_inputs():
+    torch.manual_seed(5)
+    conv = torch.nn.Conv2d(4, 6, 3, padding=1, bias=False)  # a float32 bias would promote the output
+    layer = SQConv2d.from_conv2d(conv, sc.SQConfig(sparsity=0.5, strategy="dense"))
+    x = torch.randn(2, 4, 7, 7).to(torch.bfloat16)
+    want = layer.to_conv2d()(x.float()).to(torch.bfloat16)
+    got = layer(x)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got, want)

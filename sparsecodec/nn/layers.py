@@ -42,6 +42,12 @@ class _FrozenWeight(torch.autograd.Function):
         raise RuntimeError(_FROZEN_MESSAGE)
 
 
+def _plain_eager(x: torch.Tensor) -> bool:
+    """Whether x is a plain tensor in eager mode (not compiled, exported or traced), where the layers
+    may take paths that the registered ops would not show a tracer."""
+    return type(x) is torch.Tensor and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+
+
 def _stream_tensor(enc: EncodedWeight) -> torch.Tensor:
     return torch.frombuffer(bytearray(enc.to_bytes()), dtype=torch.uint8)
 
@@ -87,7 +93,7 @@ class _CompressedStreams(nn.Module):
     def _matmul(self, x: torch.Tensor, encoded: torch.Tensor, out_features: int) -> torch.Tensor:
         """``x @ W^T`` for the stream ``encoded`` through the ``sq_linear`` op, or, in plain eager
         inference, through the op's body without the dispatcher's overhead."""
-        if type(x) is torch.Tensor and not x.requires_grad and not torch.compiler.is_compiling():
+        if _plain_eager(x) and not x.requires_grad:
             return ops.linear_forward(x, encoded, out_features, self.strategy)
         # autograd, tracing, compiling, tensor subclasses: the registered op
         return torch.ops.sparsecodec.sq_linear(x, encoded, out_features, self.strategy)
@@ -269,17 +275,17 @@ class SQConv2d(_CompressedStreams):
         n = x.shape[0]
         per_out = self.out_channels // self.groups
         names = self._stream_names
-        eager = type(x) is torch.Tensor and not torch.compiler.is_compiling()
-        if eager and self._decoded_conv_is_faster(x):
+        if _plain_eager(x) and self._decoded_conv_is_faster(x):
             # Eager, with far more output positions than weights: decode the weight for this call only
-            # and let torch's convolution run (equal to the matmul path within float32 rounding).
+            # and let torch's convolution run in float32, as the matmul does (equal within rounding).
             weight = np.concatenate([decode(e) for e in self.encoded_weights()])
             shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
-            w = torch.from_numpy(weight).reshape(shape).to(device=x.device, dtype=x.dtype)
+            w = torch.from_numpy(weight).reshape(shape).to(x.device)
             if self.padding_mode == "zeros":  # torch pads as part of the convolution
-                out = F.conv2d(x, w, None, self.stride, self.padding, self.dilation, self.groups)
+                out = F.conv2d(x.float(), w, None, self.stride, self.padding, self.dilation, self.groups)
             else:
-                out = F.conv2d(self._padded(x), w, None, self.stride, 0, self.dilation, self.groups)
+                out = F.conv2d(self._padded(x).float(), w, None, self.stride, 0, self.dilation, self.groups)
+            out = out.to(x.dtype)
         elif self.kernel_size == (1, 1) and self.stride == (1, 1) and self.groups == 1 and not any(self._pads()):
             h, w = x.shape[2:]
             rows = x.permute(0, 2, 3, 1).reshape(-1, self.in_channels)
