@@ -110,6 +110,10 @@ void run_lut_streaming(const MatmulWeight& w, const MatmulInput& in) {
 // From decoded bits: tasks are (lanes held in registers at once, block of rows). Larger row blocks
 // build each table for more rows; their accumulators (kLutStateBytes) bound them, and there are
 // enough tasks for every thread.
+// Threads for a product of about `work` elementary steps: one when waking the others would cost
+// more than it saves (a small layer at batch 1 runs in microseconds).
+int threads_for(int64_t work) { return work < (int64_t(1) << 12) ? 1 : max_threads(); }
+
 void run_lut_cached(const MatmulWeight& w, const DecodedBits& bits, const MatmulInput& in) {
     constexpr int64_t kLutStateBytes = 1 << 20;
     const int64_t lane_step = in.batch == 1 ? 1 : (use_avx2() ? lut_register_blocks(w.q()) : 1);
@@ -119,7 +123,7 @@ void run_lut_cached(const MatmulWeight& w, const DecodedBits& bits, const Matmul
     const int64_t row_step = std::max<int64_t>(8, std::min((w.rows + splits - 1) / splits, kLutStateBytes / row_bytes));
     const int64_t row_tasks = (w.rows + row_step - 1) / row_step;
     ExceptionCollector errors;
-#pragma omp parallel num_threads(max_threads())
+#pragma omp parallel num_threads(threads_for(w.rows * w.cols / 8 * (1 + w.q()) * in.blocks))
     {
         std::vector<float> scratch;
 #pragma omp for schedule(dynamic, 1)
@@ -138,7 +142,7 @@ void run_sparse(const MatmulWeight& w, const SparsePlan& plan, const MatmulInput
     const int64_t tasks = (w.rows + rows_per_task - 1) / rows_per_task;
     const bool avx2 = use_avx2();
     ExceptionCollector errors;
-#pragma omp parallel for num_threads(max_threads()) schedule(dynamic, 1)
+#pragma omp parallel for num_threads(threads_for(plan.seg[w.rows * w.scales.groups] * in.blocks)) schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) errors.run([&] {
         const int64_t r0 = t * rows_per_task, r1 = std::min(w.rows, r0 + rows_per_task);
 #ifdef SPARSECODEC_HAS_AVX2

@@ -41,7 +41,7 @@ def matmul(x: Any, enc: EncodedWeight, *, strategy: str = "auto") -> np.ndarray:
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     arr = np.asarray(x)
-    if arr.dtype == object or not np.issubdtype(arr.dtype, np.floating):
+    if arr.dtype.kind != "f":
         raise TypeError(f"x must be a floating-point array, got dtype {arr.dtype}")
     if arr.ndim not in (1, 2):
         raise ValueError(f"x must be 1-D (in,) or 2-D (batch, in), got shape {arr.shape}")

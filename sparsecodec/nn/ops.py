@@ -11,7 +11,6 @@ lookup, not a parse; new bytes in the same storage (``load_state_dict``) change 
 
 from __future__ import annotations
 
-import struct
 from collections import OrderedDict
 
 import numpy as np
@@ -28,13 +27,16 @@ def encoded_weight(encoded: torch.Tensor) -> EncodedWeight:
     """The EncodedWeight whose stream bytes are ``encoded`` (a CPU uint8 tensor), parsed once."""
     if encoded.dtype != torch.uint8 or encoded.dim() != 1:
         raise TypeError("the encoded weight must be a 1-D uint8 tensor of stream bytes")
-    data = encoded.detach().cpu()
-    n = data.numel()
-    crc = struct.unpack("<I", data[n - 4 :].numpy().tobytes())[0] if n >= 4 else 0
+    data = encoded.detach()
+    if data.device.type != "cpu":
+        data = data.cpu()
+    raw = data.numpy()
+    n = raw.size
+    crc = int.from_bytes(raw[-4:].tobytes(), "little") if n >= 4 else 0  # the stream's own CRC field
     key = (data.data_ptr(), n, crc)
     enc = _CACHE.get(key)
     if enc is None:
-        enc = EncodedWeight.from_bytes(data.numpy().tobytes())
+        enc = EncodedWeight.from_bytes(raw.tobytes())
         _CACHE[key] = enc
         if len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
@@ -44,6 +46,8 @@ def encoded_weight(encoded: torch.Tensor) -> EncodedWeight:
 
 
 def _numpy_rows(x: torch.Tensor) -> np.ndarray:
+    if x.dtype == torch.float32 and x.device.type == "cpu" and x.is_contiguous() and not x.requires_grad:
+        return x.numpy()  # the common case, without four tensor calls
     return x.detach().to("cpu", torch.float32).contiguous().numpy()
 
 
