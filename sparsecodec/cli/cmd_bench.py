@@ -42,6 +42,7 @@ SUITE = (
         "plot of matmul latency against batch size",
         needs="results/matmul_latency.json",
     ),
+    BenchStep("matmul-stack", "matmul_stack.py", "matmul latency per layer through a stack (weights from memory)"),
     BenchStep("bandlimited-conv", "bandlimited_conv.py", "band-limited FFT convolution"),
     BenchStep("digits-bandlimited", "digits_bandlimited.py", "end to end: band-limited convolutions on digits"),
 )
