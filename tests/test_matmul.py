@@ -9,6 +9,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import sparsecodec as sc
 from sparsecodec.matmul import cache_nbytes, choose_strategy, clear_caches, decode_rows
@@ -188,3 +190,39 @@ def test_empty_batches_and_read_only_inputs():
         warnings.simplefilter("error")  # torch warns when handed a read-only array
         np.testing.assert_allclose(sc.matmul(x, enc, strategy="dense"), x @ sc.decode(enc).T, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(sc.matmul_transposed(g, enc), g @ sc.decode(enc), rtol=1e-5, atol=1e-5)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.integers(1, 40),
+    cols=st.integers(1, 300),
+    sparsity=st.sampled_from([0.0, 0.5, 0.9, 0.99]),
+    bits=st.integers(1, 8),
+    groups_of_8=st.integers(0, 5),  # 0: whole rows
+    lowrank=st.booleans(),
+    batch=st.integers(1, 120),
+    seed=st.integers(0, 2**16),
+)
+def test_random_weights_every_strategy_and_simd_level(rows, cols, sparsity, bits, groups_of_8, lowrank, batch, seed):
+    rng = np.random.default_rng(seed)
+    kwargs = {"group_size": 8 * groups_of_8} if 0 < 8 * groups_of_8 < cols else {}
+    if lowrank and sparsity > 0:
+        kwargs.update(mask_format="lowrank", rank=2, tile=(min(rows, 16), min(cols, 64)))
+    enc = sc.encode(rng.standard_normal((rows, cols)).astype(np.float32), sparsity=sparsity, bits=bits, **kwargs)
+    w = sc.decode(enc).astype(np.float64)
+    x = rng.standard_normal((batch, cols)).astype(np.float32)
+    want = x.astype(np.float64) @ w.T
+    scale = np.abs(x).astype(np.float64) @ np.abs(w).T + 1e-30
+    simd = sc.build_info()["simd_detected"]
+    for strategy in STRATEGIES:
+        if strategy.startswith("lut") and not _lut_runs(enc):
+            continue
+        got = sc.matmul(x, enc, strategy=strategy)
+        assert (np.abs(got - want) <= 1e-5 * scale).all(), strategy
+        if strategy != "dense" and simd == "avx2":
+            sc.set_simd_level("scalar")
+            try:
+                scalar = sc.matmul(x, enc, strategy=strategy)
+            finally:
+                sc.set_simd_level(simd)
+            assert np.array_equal(scalar.view(np.uint32), got.view(np.uint32)), strategy
