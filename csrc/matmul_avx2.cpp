@@ -307,9 +307,10 @@ void lut_lanes_q(int nb, const MatmulWeight& w, const BitRows& bits, const Matmu
     throw std::logic_error("lut kernel: more lane blocks than registers allow");
 }
 
-// Batch 1: rows [r, r + R) over every chunk, from the shared tables of x (in.tables, [chunk][256],
-// built by the driver): R rows at a time give R independent add chains per plane, and each row's
-// keys are read in order. Q = 0: q read at run time.
+// Batch 1: rows [r, r + R) over chunks [c0, c1), from the shared tables of x (in.tables,
+// [chunk][256], built by the driver): R rows at a time give R independent add chains per plane, and
+// each row's keys are read in order. Per row, accK, accP[q] and y carry over in `state` between
+// panels of chunks. Q = 0: q read at run time.
 template <int R, int Q, bool kAligned>
 void lut_single(const MatmulWeight& w, const BitRows& bits, int64_t r, const MatmulInput& in, int64_t c0, int64_t c1,
                 float* state) {
