@@ -161,7 +161,7 @@ def table(rows: list[dict]) -> str:
         "built over all batch sizes).",
         "",
         "| layer | S, q | batch | ours, ms (strategy) | dense fp32 | int8 dynamic | torch CSR | scipy CSR "
-        "| streaming lut, ms |",
+        "| lut_stream, ms |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     keys = sorted({(tuple(r["shape"]), r["sparsity"], r["bits"]) for r in rows}, key=lambda k: (k[0], -k[1]))
