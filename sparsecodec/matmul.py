@@ -72,31 +72,17 @@ def matmul_transposed(g: Any, enc: EncodedWeight) -> np.ndarray:
     from decoded tiles of rows, never the whole of W."""
     if not isinstance(enc, EncodedWeight):
         raise TypeError(f"matmul_transposed expects an EncodedWeight, got {type(enc).__name__}")
-    import torch
-
     rows, cols = enc.shape
-    g2 = _as_tensor(np.asarray(g, dtype=np.float32).reshape(-1, rows))
-    out = torch.zeros((g2.shape[0], cols), dtype=torch.float32)
+    g2 = np.ascontiguousarray(np.asarray(g, dtype=np.float32).reshape(-1, rows))
+    out = np.zeros((g2.shape[0], cols), np.float32)
     for r0, r1, tile in _decoded_tiles(enc):
-        out.addmm_(g2[:, r0:r1], tile)
-    return out.numpy()
+        out += _gemm(g2[:, r0:r1], tile)
+    return out
 
 
-def _as_tensor(a: np.ndarray) -> Any:
-    """A C-contiguous float32 array as a torch tensor sharing its memory (a copy if read-only: torch
-    tensors are always writable)."""
-    import torch
-
-    a = np.ascontiguousarray(a)
-    return torch.from_numpy(a if a.flags.writeable else a.copy())
-
-
-def _decoded_tiles(enc: EncodedWeight) -> Iterator[tuple[int, int, Any]]:
-    """(r0, r1, rows [r0, r1) of W as a float32 tensor) over the weight, one reused tile buffer of
-    about TILE_FLOATS floats: the decoded-tile strategy's building block. torch multiplies them
-    (its BLAS is the one tuned for this CPU, and its thread pool is already awake in a model)."""
-    import torch
-
+def _decoded_tiles(enc: EncodedWeight) -> Iterator[tuple[int, int, np.ndarray]]:
+    """(r0, r1, rows [r0, r1) of W) over the weight, in one reused float32 buffer of about
+    TILE_FLOATS floats: the decoded-tile strategy's building block (use each tile before the next)."""
     rows, cols = enc.shape
     step = max(1, min(rows, TILE_FLOATS // cols))
     tile = np.empty((step, cols), np.float32)
@@ -104,7 +90,19 @@ def _decoded_tiles(enc: EncodedWeight) -> Iterator[tuple[int, int, Any]]:
     for r0 in range(0, rows, step):
         r1 = min(rows, r0 + step)
         _native.core().decode_rows(weight, r0, r1, tile)
-        yield r0, r1, torch.from_numpy(tile[: r1 - r0])
+        yield r0, r1, tile[: r1 - r0]
+
+
+def _gemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` in float32 on torch's BLAS when torch is installed (tuned for the CPU, and its thread
+    pool already awake in a model), else on numpy's."""
+    try:
+        import torch
+    except ImportError:
+        return a @ b
+    # torch tensors are always writable: a read-only array is copied rather than shared
+    ta, tb = (torch.from_numpy(m if m.flags.writeable else m.copy()) for m in (a, b))
+    return (ta @ tb).numpy()
 
 
 def native_weight(enc: EncodedWeight) -> tuple:
@@ -133,11 +131,8 @@ def decode_rows(enc: EncodedWeight, r0: int, r1: int, out: np.ndarray | None = N
 
 
 def _dense_tiles(x: np.ndarray, enc: EncodedWeight) -> np.ndarray:
-    import torch
-
-    xt = _as_tensor(x)
-    parts = [xt @ tile.T for _, _, tile in _decoded_tiles(enc)]  # each before the buffer is reused
-    return (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)).numpy()
+    parts = [_gemm(x, tile.T) for _, _, tile in _decoded_tiles(enc)]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
 
 def lut_supported(enc: EncodedWeight) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import pickle
+import sys
 import warnings
 
 import numpy as np
@@ -226,3 +227,16 @@ def test_random_weights_every_strategy_and_simd_level(rows, cols, sparsity, bits
             finally:
                 sc.set_simd_level(simd)
             assert np.array_equal(scalar.view(np.uint32), got.view(np.uint32)), strategy
+
+
+def test_decoded_tiles_fall_back_to_numpy_without_torch(monkeypatch):
+    rng = np.random.default_rng(10)
+    enc = sc.encode(rng.standard_normal((300, 4000)).astype(np.float32), sparsity=0.7, bits=2)  # two tiles
+    x = rng.standard_normal((5, 4000)).astype(np.float32)
+    g = rng.standard_normal((5, 300)).astype(np.float32)
+    with_torch = sc.matmul(x, enc, strategy="dense"), sc.matmul_transposed(g, enc)
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError
+    without = sc.matmul(x, enc, strategy="dense"), sc.matmul_transposed(g, enc)
+    w = sc.decode(enc)
+    for got, want in zip((*with_torch, *without), (x @ w.T, g @ w) * 2, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
