@@ -117,15 +117,17 @@ inline int64_t first_at_least(const uint16_t* e, int64_t k, int64_t k_end, uint3
     return k_end;
 }
 
-// One chunk of NB vectors of batch lanes for rows [r0, r1). The columns are walked in panels whose
-// slice of x stays in L1 while every row of the range uses it; each row's partial sums, result,
-// position and group survive from panel to panel in `state` / `cursor`. A group is closed (y += s) as
-// soon as its last entry is consumed, so the order of operations per lane is exactly the reference's:
-// one fma chain per group in column order, then y += s, groups in order. NB up to 12 vectors per kept
-// weight keeps the per-weight overhead (entry, value, address) small beside its fmas.
+// One chunk of NB vectors of batch lanes for rows [r0, r1), with P = sparse_sets(NB) partial sums per
+// lane. The columns are walked in panels whose slice of x stays in L1 while every row of the range
+// uses it; each row's partial sums, result, position and group survive from panel to panel in
+// `state` / `cursor`. Register set acc[i] holds partial sum (phase + i) % P, phase being that of the
+// row's next kept weight when the panel (or a group) starts, so kept weights always go to acc[0],
+// acc[1], ... in turn. A group is closed (y += sparse_sets_sum) as soon as its last entry is consumed:
+// per lane exactly the reference's operations in its order.
 template <int NB, bool kPacked>
 void sparse_chunk(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int64_t r1, const MatmulInput& in,
                   int64_t chunk, std::vector<float>& state, std::vector<int64_t>& cursor) {
+    constexpr int P = sparse_sets(NB);
     constexpr int64_t width = NB * kLanes;
     const int q = w.q(), low = (1 << q) - 1;
     const int64_t groups = w.scales.groups, cols = w.cols, rows = r1 - r0;
@@ -133,7 +135,7 @@ void sparse_chunk(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int
     const uint8_t* codes = plan.codes;
     const float* x_chunk = in.x_cols + chunk * kChunkLanes * cols;  // [cols][width]
     const int64_t panel = std::max<int64_t>(16, kSparsePanelBytes / int64_t(sizeof(float)) / width);
-    state.assign(size_t(rows * 2 * width), 0.0f);  // per row: partial sums, y
+    state.assign(size_t(rows * (P + 1) * width), 0.0f);  // per row: P partial sums, y
     cursor.assign(size_t(2 * rows), 0);  // per row: next entry, current group
     for (int64_t r = 0; r < rows; ++r) cursor[size_t(2 * r)] = plan.seg[(r0 + r) * groups];
     alignas(32) float values[256];
@@ -141,34 +143,48 @@ void sparse_chunk(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int
         for (int64_t r = 0; r < rows; ++r) {
             const int64_t* seg = plan.seg + (r0 + r) * groups;
             const float* alpha = w.scales.scales + (r0 + r) * groups * q;
-            float* sums = state.data() + r * 2 * width;
-            float* ys = sums + width;
+            float* sums = state.data() + r * (P + 1) * width;
+            float* ys = sums + P * width;
             int64_t k = cursor[size_t(2 * r)], g = cursor[size_t(2 * r + 1)];
             if (g == groups) continue;  // row complete
             // Entries are in column order along the row: the panel ends at the first column >= c_end.
             const int64_t row_end = seg[groups];
             const int64_t k_stop = c_end == cols ? row_end
                                                  : first_at_least(entries, k, row_end, uint32_t(kPacked ? c_end << q : c_end));
-            __m256 acc[NB];
-            for (int b = 0; b < NB; ++b) acc[b] = _mm256_loadu_ps(sums + b * kLanes);
+            int phase = int((k - seg[g]) % P);
+            __m256 acc[P][NB];
+            for (int i = 0; i < P; ++i)
+                for (int b = 0; b < NB; ++b) acc[i][b] = _mm256_loadu_ps(sums + ((phase + i) % P) * width + b * kLanes);
+            auto step = [&](int64_t kk, __m256* a) {
+                const uint32_t e = entries[kk];
+                const __m256 v = _mm256_broadcast_ss(values + (kPacked ? int(e) & low : codes[kk]));
+                const float* xp = x_chunk + (kPacked ? e >> q : e) * width;
+                for (int b = 0; b < NB; ++b) a[b] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xp + b * kLanes), a[b]);
+            };
             pattern_values(alpha + g * q, q, values);
             for (;;) {
                 const int64_t group_end = seg[g + 1], end = std::min(group_end, k_stop);
-                for (; k < end; ++k) {
-                    const uint32_t e = entries[k];
-                    const __m256 v = _mm256_broadcast_ss(values + (kPacked ? int(e) & low : codes[k]));
-                    const float* xp = x_chunk + (kPacked ? e >> q : e) * width;
-                    for (int b = 0; b < NB; ++b) acc[b] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xp + b * kLanes), acc[b]);
-                }
+                for (; k + P <= end; k += P)
+                    for (int i = 0; i < P; ++i) step(k + i, acc[i]);
+                for (int i = 0; k < end; ++k, ++i) step(k, acc[i]);  // fewer than P left
                 if (k < group_end) break;  // the panel ends inside this group
-                for (int b = 0; b < NB; ++b) {  // group g complete: y += s
-                    _mm256_storeu_ps(ys + b * kLanes, _mm256_add_ps(_mm256_loadu_ps(ys + b * kLanes), acc[b]));
-                    acc[b] = _mm256_setzero_ps();
+                for (int b = 0; b < NB; ++b) {  // group g complete: y += the sums combined in set order
+                    alignas(32) float set[P][kLanes];
+                    for (int i = 0; i < P; ++i) _mm256_store_ps(set[(phase + i) % P], acc[i][b]);
+                    __m256 s = _mm256_load_ps(set[0]);
+                    if constexpr (P == 2) s = _mm256_add_ps(s, _mm256_load_ps(set[1]));
+                    if constexpr (P == 4)
+                        s = _mm256_add_ps(_mm256_add_ps(s, _mm256_load_ps(set[1])),
+                                          _mm256_add_ps(_mm256_load_ps(set[2]), _mm256_load_ps(set[3])));
+                    _mm256_storeu_ps(ys + b * kLanes, _mm256_add_ps(_mm256_loadu_ps(ys + b * kLanes), s));
+                    for (int i = 0; i < P; ++i) acc[i][b] = _mm256_setzero_ps();
                 }
+                phase = 0;  // the next group's first kept weight goes to sum 0, in acc[0]
                 if (++g == groups) break;
                 pattern_values(alpha + g * q, q, values);
             }
-            for (int b = 0; b < NB; ++b) _mm256_storeu_ps(sums + b * kLanes, acc[b]);
+            for (int i = 0; i < P; ++i)
+                for (int b = 0; b < NB; ++b) _mm256_storeu_ps(sums + ((phase + i) % P) * width + b * kLanes, acc[i][b]);
             cursor[size_t(2 * r)] = k;
             cursor[size_t(2 * r + 1)] = g;
         }
@@ -177,7 +193,7 @@ void sparse_chunk(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int
     const int64_t lane0 = chunk * kChunkLanes;
     for (int64_t r = 0; r < rows; ++r)
         for (int64_t l = 0; l < width && lane0 + l < in.batch; ++l)
-            in.out[(lane0 + l) * w.rows + r0 + r] = state[size_t(r * 2 * width + width + l)];
+            in.out[(lane0 + l) * w.rows + r0 + r] = state[size_t(r * (P + 1) * width + P * width + l)];
 }
 
 template <bool kPacked>

@@ -69,9 +69,14 @@ void sparse_rows_scalar(const MatmulWeight& w, const SparsePlan& plan, int64_t r
                     y = y + sparse_lanes_sum(lanes);
                     continue;
                 }
-                float s = 0.0f;
-                for (int64_t k = k0; k < k1; ++k) s = std::fma(values[plan.code(k)], x[plan.column(k)], s);
-                y = y + s;
+                const int64_t chunk = b / kChunkLanes;
+                const int sets = sparse_sets(std::min<int64_t>(kChunkBlocks, in.blocks - chunk * kChunkBlocks));
+                float s[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+                for (int64_t k = k0; k < k1; ++k) {
+                    float& acc = s[(k - k0) % sets];
+                    acc = std::fma(values[plan.code(k)], x[plan.column(k)], acc);
+                }
+                y = y + sparse_sets_sum(s, sets);
             }
             in.out[b * w.rows + r] = y;
         }

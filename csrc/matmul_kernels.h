@@ -17,9 +17,10 @@
 //   formula). Batch 1: eight partial sums over the j-th kept weight of each group, for q = 1
 //   s[j % 8] += (bit ? x : -x), then y += sparse_lanes_sum(s) * alpha; for q >= 2
 //   s[j % 8] = fma(C[code], x, s[j % 8]), then y += sparse_lanes_sum(s) (the AVX2 path gathers
-//   eight kept weights per vector). Batch > 1, per batch lane one partial sum per group:
-//   s = fma(C[code], x, s) over the kept weights in order, then y += s; the AVX2 path runs across up
-//   to 96 lanes at once.
+//   eight kept weights per vector). Batch > 1, per batch lane and group, sparse_sets(nb) partial sums
+//   (nb: vector blocks in the lane's chunk of up to 12): s[j % sets] = fma(C[code], x, s[j % sets])
+//   over the group's kept weights j in order, then y += sparse_sets_sum(s); the AVX2 path runs across
+//   up to 96 lanes at once.
 //
 // Operations are written out (no contraction: the library builds with -ffp-contract=off; fma only
 // where stated), so every path produces the same float32 results.
@@ -106,6 +107,16 @@ inline void lut_close_group(const MatmulWeight& w, const BitRows& rows, int64_t 
             y[r] = y[r] + t;
         }
     }
+}
+
+// Batches: partial sums per lane and group for a chunk of nb vector blocks of lanes (at most 12
+// vectors of accumulators in registers): the j-th kept weight of a group goes to sum j % sets, so
+// that consecutive fmas do not wait on each other when a chunk has few lanes.
+constexpr int sparse_sets(int64_t nb) { return nb <= 3 ? 4 : nb <= 6 ? 2 : 1; }
+
+// Those partial sums combined, in this order: (s0 + s1) + (s2 + s3), s0 + s1, or s0.
+inline float sparse_sets_sum(const float* s, int sets) {
+    return sets == 4 ? (s[0] + s[1]) + (s[2] + s[3]) : sets == 2 ? s[0] + s[1] : s[0];
 }
 
 // The batch-1 sparse kernel's eight partial sums, summed in the order of the AVX2 horizontal sum.
