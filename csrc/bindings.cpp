@@ -5,6 +5,8 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cmath>
+#include <memory>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -124,6 +126,17 @@ ScaleLayout scale_layout(const py::array_t<float>& scales, int64_t rows, int64_t
     return ScaleLayout{cols, group_size, groups, q, scales.data()};
 }
 
+// Per-group offsets (rows, groups) of a weight, or None: checked against its scale layout.
+const float* offsets_of(const py::object& obj, const ScaleLayout& layout, int64_t rows, py::array_t<float>& keep) {
+    if (obj.is_none()) return nullptr;
+    keep = require_array<float>(obj, "offsets", 2);
+    require_len(keep, 0, rows, "offsets");
+    require_len(keep, 1, layout.groups, "offsets");
+    for (int64_t i = 0; i < keep.size(); ++i)
+        if (!std::isfinite(keep.data()[i])) throw std::invalid_argument("offsets must be finite");
+    return keep.data();
+}
+
 // Wraps care_rank / care_select: (mask words, length, int64 vector) -> int64 vector.
 template <class Fn>
 py::array_t<int64_t> map_over_mask(const py::object& mask_obj, int64_t length, const py::object& in_obj,
@@ -185,47 +198,36 @@ struct DecodedBitsHolder {
     DecodedBits bits;
 };
 
-// An encoded weight passed as one tuple: (code, patches, mask spec, rows, cols, scales, group_size,
-// n_in, n_out, depth, seed, chain, layout, group_bands), checked and viewed as a MatmulWeight. Owns
-// the network and the arrays it points into.
-struct CheckedWeight {
+// An encoded weight as the kernels see it: built once from its arrays and parameters, checked, and
+// kept (Python caches it beside the EncodedWeight). Owns the network and the arrays it points into;
+// patch positions are copied, so nothing can change them while the GIL is released.
+struct NativeWeight {
     std::unique_ptr<XorNetwork> net;
     py::array_t<uint64_t> code;
-    py::array_t<float> scales;
+    py::array_t<float> scales, offsets;
     PatchLists patches;
     MaskArrays mask;
     MatmulWeight weight;
 };
 
-// Only the shape and the scales of an encoded weight: all a kernel reading a cached decoded form
-// (SparsePlan, DecodedBits) needs, so a call with a cache skips checking (and copying) the patches.
-CheckedWeight require_shape_and_scales(const py::tuple& t) {
-    if (t.size() != 14) throw std::invalid_argument("weight must be a 14-field tuple");
-    CheckedWeight cw;
-    const int64_t rows = t[3].cast<int64_t>(), cols = t[4].cast<int64_t>();
-    cw.scales = require_array<float>(t[5], "scales", 3);
-    const ScaleLayout layout = scale_layout(cw.scales, rows, cols, t[6].cast<int64_t>(), int(cw.scales.shape(2)));
-    cw.weight = MatmulWeight{nullptr, PlaneGeometry{}, nullptr, {}, {}, MaskSource{}, layout, rows, cols};
-    return cw;
-}
-
-CheckedWeight require_weight(const py::tuple& t) {
-    if (t.size() != 14) throw std::invalid_argument("weight must be a 14-field tuple");
-    CheckedWeight cw;
-    const int64_t rows = t[3].cast<int64_t>(), cols = t[4].cast<int64_t>();
-    cw.net.reset(new XorNetwork(t[7].cast<int>(), t[8].cast<int>(), t[9].cast<int>(), t[10].cast<uint64_t>()));
-    const PlaneGeometry geo =
-        geometry(*cw.net, matrix_size(rows, cols), t[11].cast<int64_t>(), t[12].cast<std::string>(), t[13].cast<int>());
-    cw.code = require_array<uint64_t>(t[0], "code", 2);
-    require_len(cw.code, 1, geo.code_words(*cw.net), "code");
-    const int q = int(cw.code.shape(0));
-    cw.scales = require_array<float>(t[5], "scales", 3);
-    const ScaleLayout layout = scale_layout(cw.scales, rows, cols, t[6].cast<int64_t>(), q);
-    cw.patches = require_patches(t[1].cast<py::list>(), q, geo.length);
-    cw.mask = require_mask(t[2].cast<py::tuple>(), rows, cols);
-    cw.weight = MatmulWeight{cw.net.get(), geo, cw.code.data(), cw.patches.ptrs, cw.patches.counts, cw.mask.source,
-                             layout, rows, cols};
-    return cw;
+std::unique_ptr<NativeWeight> make_weight(py::object code_obj, py::list patches_obj, py::tuple mask_spec, int64_t rows,
+                                          int64_t cols, py::object scales_obj, py::object offsets_obj,
+                                          int64_t group_size, int n_in, int n_out, int depth, uint64_t seed,
+                                          int64_t chain, const std::string& layout_name, int group_bands) {
+    auto nw = std::make_unique<NativeWeight>();
+    nw->net.reset(new XorNetwork(n_in, n_out, depth, seed));
+    const PlaneGeometry geo = geometry(*nw->net, matrix_size(rows, cols), chain, layout_name, group_bands);
+    nw->code = require_array<uint64_t>(code_obj, "code", 2);
+    require_len(nw->code, 1, geo.code_words(*nw->net), "code");
+    const int q = int(nw->code.shape(0));
+    nw->scales = require_array<float>(scales_obj, "scales", 3);
+    ScaleLayout layout = scale_layout(nw->scales, rows, cols, group_size, q);
+    layout.offsets = offsets_of(offsets_obj, layout, rows, nw->offsets);
+    nw->patches = require_patches(patches_obj, q, geo.length);
+    nw->mask = require_mask(mask_spec, rows, cols);
+    nw->weight = MatmulWeight{nw->net.get(), geo, nw->code.data(), nw->patches.ptrs, nw->patches.counts,
+                              nw->mask.source, layout, rows, cols};
+    return nw;
 }
 
 py::dict build_info() {
@@ -337,54 +339,74 @@ PYBIND11_MODULE(_core, m) {
         py::arg("seed"), py::arg("chain"), py::arg("layout") = "linear", py::arg("group_bands") = 1,
         "Decode q bit-planes with their patches applied.");
 
+    py::class_<NativeWeight>(m, "Weight",
+                             "An encoded weight as the kernels take it: arrays and parameters checked once, then kept.")
+        .def(py::init(&make_weight), py::kw_only(), py::arg("code"), py::arg("patches"), py::arg("mask"),
+             py::arg("rows"), py::arg("cols"), py::arg("scales"), py::arg("offsets"), py::arg("group_size"),
+             py::arg("n_in"), py::arg("n_out"), py::arg("depth"), py::arg("seed"), py::arg("chain"),
+             py::arg("layout"), py::arg("group_bands"))
+        .def_property_readonly("shape", [](const NativeWeight& nw) { return py::make_tuple(nw.weight.rows, nw.weight.cols); })
+        .def_property_readonly("bits", [](const NativeWeight& nw) { return nw.weight.q(); })
+        .def_property_readonly("has_offsets", [](const NativeWeight& nw) { return nw.weight.scales.offsets != nullptr; });
+
     m.def(
         "decode_dense",
-        [](py::object code_obj, py::list patches_obj, py::object mask_obj, int64_t rows, int64_t cols,
-           py::object scales_obj, int64_t group_size, int n_in, int n_out, int depth, uint64_t seed, int64_t chain,
-           const std::string& layout, int group_bands, py::object out_obj) {
-            XorNetwork net(n_in, n_out, depth, seed);
-            const PlaneGeometry geo = geometry(net, matrix_size(rows, cols), chain, layout, group_bands);
-            auto code = require_array<uint64_t>(code_obj, "code", 2);
+        [](const NativeWeight& nw, py::object mask_obj, py::object out_obj) {
+            const MatmulWeight& w = nw.weight;
             auto mask = require_array<uint64_t>(mask_obj, "mask", 1);
-            auto scales = require_array<float>(scales_obj, "scales", 3);
-            require_len(code, 1, geo.code_words(net), "code");
-            require_len(mask, 0, geo.plane_words(), "mask");
-            const int q = int(code.shape(0));
-            const ScaleLayout scale_map = scale_layout(scales, rows, cols, group_size, q);
-            PatchLists patches = require_patches(patches_obj, q, geo.length);
+            require_len(mask, 0, w.geo.plane_words(), "mask");
             py::array_t<float> out;
             if (out_obj.is_none()) {
-                out = py::array_t<float>({rows, cols});
+                out = py::array_t<float>({w.rows, w.cols});
             } else {
                 out = require_array<float>(out_obj, "out", 2);
-                require_len(out, 0, rows, "out");
-                require_len(out, 1, cols, "out");
+                require_len(out, 0, w.rows, "out");
+                require_len(out, 1, w.cols, "out");
                 if (!out.writeable()) throw std::invalid_argument("out must be writeable");
             }
             {
                 py::gil_scoped_release release;
-                decode_dense(net, geo, code.data(), q, patches.ptrs, patches.counts, mask.data(), scale_map,
+                decode_dense(*w.net, w.geo, w.code, w.q(), w.patches, w.patch_counts, mask.data(), w.scales,
                              out.mutable_data());
             }
             return out;
         },
-        py::arg("code"), py::arg("patches"), py::arg("mask"), py::arg("rows"), py::arg("cols"), py::arg("scales"),
-        py::arg("group_size"), py::arg("n_in"), py::arg("n_out"), py::arg("depth"), py::arg("seed"), py::arg("chain"),
-        py::arg("layout") = "linear", py::arg("group_bands") = 1, py::arg("out") = py::none(),
-        "Decode an encoded matrix straight to dense float32 (planes, patches, mask and scales fused).");
+        py::arg("weight"), py::arg("mask"), py::arg("out") = py::none(),
+        "Decode an encoded matrix straight to dense float32 (planes, patches, mask and scales fused); mask: its "
+        "keep bits.");
+
+    m.def(
+        "decode_row_set",
+        [](const NativeWeight& nw, py::object rows_obj, py::object out_obj) {
+            const MatmulWeight& w = nw.weight;
+            auto rows = require_array<int64_t>(rows_obj, "rows", 1);
+            auto out = require_array<float>(out_obj, "out", 2);
+            require_len(out, 0, rows.shape(0), "out");
+            require_len(out, 1, w.cols, "out");
+            if (!out.writeable()) throw std::invalid_argument("out must be writeable");
+            std::vector<int64_t> index(rows.data(), rows.data() + rows.shape(0));
+            for (int64_t r : index)
+                if (r < 0 || r >= w.rows) throw std::invalid_argument("row index out of range");
+            py::gil_scoped_release release;
+            decode_row_set(w, index.data(), int64_t(index.size()), out.mutable_data());
+        },
+        py::arg("weight"), py::arg("rows"), py::arg("out"),
+        "Dequantised rows rows[i] of an encoded weight into out[i] (only those rows' slices are decoded).");
 
     m.def(
         "dequantize",
         [](py::object planes_obj, py::object mask_obj, int64_t rows, int64_t cols, py::object scales_obj,
-           int64_t group_size, bool nontemporal) {
+           int64_t group_size, bool nontemporal, py::object offsets_obj) {
             auto planes = require_array<uint64_t>(planes_obj, "planes", 2);
             auto mask = require_array<uint64_t>(mask_obj, "mask", 1);
             auto scales = require_array<float>(scales_obj, "scales", 3);
+            py::array_t<float> offsets;
             const int64_t words = (matrix_size(rows, cols) + 63) / 64;
             require_len(planes, 1, words, "planes");
             require_len(mask, 0, words, "mask");
             const int q = int(planes.shape(0));
-            const ScaleLayout layout = scale_layout(scales, rows, cols, group_size, q);
+            ScaleLayout layout = scale_layout(scales, rows, cols, group_size, q);
+            layout.offsets = offsets_of(offsets_obj, layout, rows, offsets);
             py::array_t<float> out({rows, cols});
             {
                 py::gil_scoped_release release;
@@ -395,7 +417,7 @@ PYBIND11_MODULE(_core, m) {
             return out;
         },
         py::arg("planes"), py::arg("mask"), py::arg("rows"), py::arg("cols"), py::arg("scales"), py::arg("group_size"),
-        py::arg("nontemporal") = false,
+        py::arg("nontemporal") = false, py::arg("offsets") = py::none(),
         "Dequantise already-decoded bit-planes (the reference for decode_dense's last step).");
 
     m.def(
@@ -442,9 +464,8 @@ PYBIND11_MODULE(_core, m) {
 
     m.def(
         "decode_rows",
-        [](py::tuple weight, int64_t r0, int64_t r1, py::object out_obj) {
-            CheckedWeight cw = require_weight(weight);
-            const MatmulWeight& w = cw.weight;
+        [](const NativeWeight& nw, int64_t r0, int64_t r1, py::object out_obj) {
+            const MatmulWeight& w = nw.weight;
             if (r0 < 0 || r1 > w.rows || r0 >= r1) throw std::invalid_argument("row range out of bounds");
             auto out = require_array<float>(out_obj, "out", 2);
             if (out.shape(0) < r1 - r0 || out.shape(1) != w.cols || !out.writeable())
@@ -459,9 +480,8 @@ PYBIND11_MODULE(_core, m) {
 
     m.def(
         "matmul",
-        [](py::object x_obj, py::tuple weight, const std::string& strategy, py::object plan_obj) {
-            CheckedWeight cw = plan_obj.is_none() ? require_weight(weight) : require_shape_and_scales(weight);
-            const MatmulWeight& w = cw.weight;
+        [](py::object x_obj, const NativeWeight& nw, const std::string& strategy, py::object plan_obj) {
+            const MatmulWeight& w = nw.weight;
             const int64_t rows = w.rows, cols = w.cols, group_size = w.scales.group_size;
             auto x = require_array<float>(x_obj, "x", 2);
             require_len(x, 1, cols, "x");
@@ -500,12 +520,11 @@ PYBIND11_MODULE(_core, m) {
 
     py::class_<DecodedBitsHolder>(m, "DecodedBits",
                                   "A weight's decoded sign planes and keep-mask for the lut kernel: (1 + q) bits per weight.")
-        .def(py::init([](py::tuple weight) {
-                 CheckedWeight cw = require_weight(weight);
+        .def(py::init([](const NativeWeight& nw) {
                  auto holder = std::make_unique<DecodedBitsHolder>();
                  {
                      py::gil_scoped_release release;
-                     decode_all_bits(cw.weight, holder->bits);
+                     decode_all_bits(nw.weight, holder->bits);
                  }
                  return holder;
              }),
@@ -514,9 +533,8 @@ PYBIND11_MODULE(_core, m) {
 
     py::class_<SparsePlanHolder>(m, "SparsePlan",
                                  "A weight's sparse form for the sparse kernel: per kept weight its column and bit pattern.")
-        .def(py::init([](py::tuple weight) {
-                 CheckedWeight cw = require_weight(weight);
-                 const MatmulWeight& w = cw.weight;
+        .def(py::init([](const NativeWeight& nw) {
+                 const MatmulWeight& w = nw.weight;
                  auto holder = std::make_unique<SparsePlanHolder>(
                      SparsePlanHolder{w.rows, w.cols, w.scales.group_size, w.q(), {}, {}, {}});
                  {

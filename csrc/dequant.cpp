@@ -8,8 +8,8 @@ namespace sc {
 void dequant_range_scalar(const ScaleLayout& layout, const uint64_t* const* planes, const uint64_t* mask,
                           int64_t p0, int64_t count, float* out) {
     const int q = layout.q;
-    for_each_scale_run(layout, p0, count, [&](int64_t a, int64_t b, const float* alpha) {
-        for (int64_t j = a; j < b; ++j) out[j] = dequant_one(planes, mask, j, alpha, q);
+    for_each_scale_run(layout, p0, count, [&](int64_t a, int64_t b, const float* alpha, const float* beta) {
+        for (int64_t j = a; j < b; ++j) out[j] = dequant_one(planes, mask, j, alpha, q, beta);
     });
 }
 

@@ -3,7 +3,8 @@
 // * q <= 3: every value of a scale run is one of 2^q sums, so the run's table of those sums is built
 //   with the reference formula and looked up per lane (vpermps);
 // * q >= 4: the reference additions, in the same order, eight lanes at a time.
-// Masked lanes are cleared with an AND, which yields +0.0 like the reference.
+// Masked lanes are cleared with an AND, which yields +0.0 like the reference. A group's offset, when
+// the weight has one, is added last, as in the reference.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -59,11 +60,12 @@ inline void walk_run(const uint64_t* const* planes, const uint64_t* mask, int q,
 
 template <int Q, bool Stream>
 void run_lookup(const uint64_t* const* planes, const uint64_t* mask, int64_t j, int64_t end, const float* alpha,
-                float* out) {
+                const float* beta, float* out) {
     alignas(32) float table[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (int c = 0; c < (1 << Q); ++c) {  // the reference formula, once per bit pattern
         float acc = (c & 1) ? alpha[0] : -alpha[0];
         for (int i = 1; i < Q; ++i) acc = acc + (((c >> i) & 1) ? alpha[i] : -alpha[i]);
+        if (beta) acc = acc + *beta;
         table[c] = acc;
     }
     const __m256 values = _mm256_load_ps(table);
@@ -78,7 +80,8 @@ void run_lookup(const uint64_t* const* planes, const uint64_t* mask, int64_t j, 
 
 template <int Q, bool Stream>
 void run_blend(const uint64_t* const* planes, const uint64_t* mask, int64_t j, int64_t end, const float* alpha,
-               float* out) {
+               const float* beta, float* out) {
+    const __m256 offset = _mm256_set1_ps(beta ? *beta : 0.0f);
     __m256 pos[Q], neg[Q];
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int i = 0; i < Q; ++i) {
@@ -92,22 +95,23 @@ void run_blend(const uint64_t* const* planes, const uint64_t* mask, int64_t j, i
         };
         __m256 acc = term(0);
         for (int i = 1; i < Q; ++i) acc = _mm256_add_ps(acc, term(i));
+        if (beta) acc = _mm256_add_ps(acc, offset);
         store8<Stream>(out + at, _mm256_and_ps(acc, _mm256_castsi256_ps(mask_lanes(mbyte))));
     });
 }
 
 template <bool Stream>
 void run_vector(int q, const uint64_t* const* planes, const uint64_t* mask, int64_t j, int64_t end,
-                const float* alpha, float* out) {
+                const float* alpha, const float* beta, float* out) {
     switch (q) {
-        case 1: return run_lookup<1, Stream>(planes, mask, j, end, alpha, out);
-        case 2: return run_lookup<2, Stream>(planes, mask, j, end, alpha, out);
-        case 3: return run_lookup<3, Stream>(planes, mask, j, end, alpha, out);
-        case 4: return run_blend<4, Stream>(planes, mask, j, end, alpha, out);
-        case 5: return run_blend<5, Stream>(planes, mask, j, end, alpha, out);
-        case 6: return run_blend<6, Stream>(planes, mask, j, end, alpha, out);
-        case 7: return run_blend<7, Stream>(planes, mask, j, end, alpha, out);
-        default: return run_blend<8, Stream>(planes, mask, j, end, alpha, out);
+        case 1: return run_lookup<1, Stream>(planes, mask, j, end, alpha, beta, out);
+        case 2: return run_lookup<2, Stream>(planes, mask, j, end, alpha, beta, out);
+        case 3: return run_lookup<3, Stream>(planes, mask, j, end, alpha, beta, out);
+        case 4: return run_blend<4, Stream>(planes, mask, j, end, alpha, beta, out);
+        case 5: return run_blend<5, Stream>(planes, mask, j, end, alpha, beta, out);
+        case 6: return run_blend<6, Stream>(planes, mask, j, end, alpha, beta, out);
+        case 7: return run_blend<7, Stream>(planes, mask, j, end, alpha, beta, out);
+        default: return run_blend<8, Stream>(planes, mask, j, end, alpha, beta, out);
     }
 }
 
@@ -116,16 +120,16 @@ void run_vector(int q, const uint64_t* const* planes, const uint64_t* mask, int6
 void dequant_range_avx2(const ScaleLayout& layout, const uint64_t* const* planes, const uint64_t* mask,
                         int64_t p0, int64_t count, float* out, bool nontemporal) {
     const int q = layout.q;
-    for_each_scale_run(layout, p0, count, [&](int64_t a, int64_t b, const float* alpha) {
+    for_each_scale_run(layout, p0, count, [&](int64_t a, int64_t b, const float* alpha, const float* beta) {
         int64_t j = a;
         // Scalar head up to a 32-byte aligned output address (vector stores never split lines).
-        for (; j < b && (reinterpret_cast<uintptr_t>(out + j) & 31); ++j) out[j] = dequant_one(planes, mask, j, alpha, q);
+        for (; j < b && (reinterpret_cast<uintptr_t>(out + j) & 31); ++j) out[j] = dequant_one(planes, mask, j, alpha, q, beta);
         const int64_t vec_end = j + ((b - j) & ~int64_t(7));
         if (nontemporal)
-            run_vector<true>(q, planes, mask, j, vec_end, alpha, out);
+            run_vector<true>(q, planes, mask, j, vec_end, alpha, beta, out);
         else
-            run_vector<false>(q, planes, mask, j, vec_end, alpha, out);
-        for (j = vec_end; j < b; ++j) out[j] = dequant_one(planes, mask, j, alpha, q);
+            run_vector<false>(q, planes, mask, j, vec_end, alpha, beta, out);
+        for (j = vec_end; j < b; ++j) out[j] = dequant_one(planes, mask, j, alpha, q, beta);
     });
     if (nontemporal) _mm_sfence();  // make the streamed stores visible before the caller reads them
 }

@@ -47,7 +47,7 @@ void prepare_input(const MatmulWeight& w, MatmulStrategy strategy, const float* 
                 subset_sums(x + 8 * c, int(std::min<int64_t>(8, cols - 8 * c)), tables + c * 256);
             in.tables = tables;
         }
-        if (strategy == MatmulStrategy::sparse && w.q() == 1) {
+        if (strategy == MatmulStrategy::sparse && sparse_signed_path(w)) {
             prep.x_signed.resize(size_t(2 * cols + 1));
             prep.x_signed[size_t(2 * cols)] = 0.0f;  // what a partial step adds past its segment
             for (int64_t c = 0; c < cols; ++c) {
@@ -199,6 +199,25 @@ void decode_rows(const MatmulWeight& w, int64_t r0, int64_t r1, float* out) {
             for (int p = 0; p < w.q(); ++p) planes[size_t(p)] = tile.plane(p);
             dequant_range(w.scales, planes.data(), tile.mask.data(), a * w.cols, (b - a) * w.cols,
                           out + (a - r0) * w.cols, false);
+        });
+    }
+    errors.rethrow();
+}
+
+void decode_row_set(const MatmulWeight& w, const int64_t* rows, int64_t n, float* out) {
+    const SliceLayout layout = make_layout(*w.net, w.geo);
+    ExceptionCollector errors;
+#pragma omp parallel num_threads(threads_for(n * w.cols * w.q() / 8))
+    {
+        TileBits tile;
+        std::vector<uint64_t> band_buf, group_buf;
+        std::vector<const uint64_t*> planes(size_t(w.q()));
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t i = 0; i < n; ++i) errors.run([&] {
+            const int64_t r = rows[i];
+            decode_tile(w, layout, r, r + 1, tile, band_buf, group_buf);
+            for (int p = 0; p < w.q(); ++p) planes[size_t(p)] = tile.plane(p);
+            dequant_range(w.scales, planes.data(), tile.mask.data(), r * w.cols, w.cols, out + i * w.cols, false);
         });
     }
     errors.rethrow();

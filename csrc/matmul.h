@@ -19,6 +19,10 @@ void compressed_matmul(const MatmulWeight& w, MatmulStrategy strategy, const Spa
 // parallel: the building block of the decoded-tile strategy (a dense GEMM on the tile).
 void decode_rows(const MatmulWeight& w, int64_t r0, int64_t r1, float* out);
 
+// Dequantised rows rows[i] (each in [0, w.rows)) into out[i * cols ..]: only the slices (and mask bits)
+// of those rows are decoded, one row at a time in parallel: an embedding lookup.
+void decode_row_set(const MatmulWeight& w, const int64_t* rows, int64_t n, float* out);
+
 // The weight's sparse form for the sparse kernel (see SparsePlan), decoded tile by tile in parallel.
 void build_sparse_plan(const MatmulWeight& w, std::vector<int64_t>& seg, std::vector<uint16_t>& entries,
                        std::vector<uint8_t>& codes);

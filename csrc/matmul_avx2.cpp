@@ -142,7 +142,6 @@ void sparse_chunk(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int
     for (int64_t c_end = std::min(cols, panel);; c_end = std::min(cols, c_end + panel)) {
         for (int64_t r = 0; r < rows; ++r) {
             const int64_t* seg = plan.seg + (r0 + r) * groups;
-            const float* alpha = w.scales.scales + (r0 + r) * groups * q;
             float* sums = state.data() + r * (P + 1) * width;
             float* ys = sums + P * width;
             int64_t k = cursor[size_t(2 * r)], g = cursor[size_t(2 * r + 1)];
@@ -161,7 +160,7 @@ void sparse_chunk(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int
                 const float* xp = x_chunk + (kPacked ? e >> q : e) * width;
                 for (int b = 0; b < NB; ++b) a[b] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xp + b * kLanes), a[b]);
             };
-            pattern_values(alpha + g * q, q, values);
+            pattern_values(w.scales.alpha(r0 + r, g), w.scales.beta(r0 + r, g), q, values);
             for (;;) {
                 const int64_t group_end = seg[g + 1], end = std::min(group_end, k_stop);
                 for (; k + P <= end; k += P)
@@ -181,7 +180,7 @@ void sparse_chunk(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int
                 }
                 phase = 0;  // the next group's first kept weight goes to sum 0, in acc[0]
                 if (++g == groups) break;
-                pattern_values(alpha + g * q, q, values);
+                pattern_values(w.scales.alpha(r0 + r, g), w.scales.beta(r0 + r, g), q, values);
             }
             for (int i = 0; i < P; ++i)
                 for (int b = 0; b < NB; ++b) _mm256_storeu_ps(sums + ((phase + i) % P) * width + b * kLanes, acc[i][b]);
@@ -282,7 +281,8 @@ void lut_lanes(const MatmulWeight& w, const BitRows& bits, const MatmulInput& in
                 }
                 if ((c + 1) % group_chunks != 0 && c + 1 != chunks) continue;
                 // Group complete: y += ((2 accP[p]) - accK) * alpha[p], p ascending; then restart.
-                const float* alpha = w.scales.scales + ((bits.r0 + r) * groups + c / group_chunks) * q;
+                const float* alpha = w.scales.alpha(bits.r0 + r, c / group_chunks);
+                const float* beta = w.scales.beta(bits.r0 + r, c / group_chunks);
                 for (int b = 0; b < NB; ++b) {
                     __m256 y = _mm256_loadu_ps(st + (1 + q) * V + b * kLanes);
                     for (int p = 0; p < q; ++p) {
@@ -292,6 +292,7 @@ void lut_lanes(const MatmulWeight& w, const BitRows& bits, const MatmulInput& in
                         y = _mm256_add_ps(y, t);
                         ap[p][b] = _mm256_setzero_ps();
                     }
+                    if (beta) y = _mm256_add_ps(y, _mm256_mul_ps(ak[b], _mm256_set1_ps(*beta)));
                     _mm256_storeu_ps(st + (1 + q) * V + b * kLanes, y);
                     ak[b] = _mm256_setzero_ps();
                 }
@@ -357,7 +358,7 @@ void lut_single(const MatmulWeight& w, const BitRows& bits, int64_t r, const Mat
         }
         if ((c + 1) % group_chunks != 0 && c + 1 != chunks) continue;
         for (int i = 0; i < R; ++i) {  // group complete: y += ((2 accP[p]) - accK) * alpha[p], p ascending
-            const float* alpha = w.scales.scales + ((bits.r0 + r + i) * groups + c / group_chunks) * q;
+            const float* alpha = w.scales.alpha(bits.r0 + r + i, c / group_chunks);
             for (int p = 0; p < q; ++p) {
                 float v = 2.0f * ap[i][p];
                 v = v - ak[i];
@@ -365,6 +366,7 @@ void lut_single(const MatmulWeight& w, const BitRows& bits, int64_t r, const Mat
                 y[i] = y[i] + v;
                 ap[i][p] = 0.0f;
             }
+            if (const float* beta = w.scales.beta(bits.r0 + r + i, c / group_chunks)) y[i] = y[i] + ak[i] * *beta;
             ak[i] = 0.0f;
         }
     }
@@ -435,13 +437,13 @@ void sparse_rows_avx2(const MatmulWeight& w, const SparsePlan& plan, int64_t r0,
         for (int64_t r = r0; r < r1; ++r) {
             float y = 0.0f;
             for (int64_t g = 0; g < groups; ++g) {
-                const float* alpha = w.scales.scales + (r * groups + g) * q;
+                const float* alpha = w.scales.alpha(r, g);
                 const int64_t k0 = plan.seg[r * groups + g], k1 = plan.seg[r * groups + g + 1];
-                if (q == 1) {
+                if (sparse_signed_path(w)) {
                     y = y + sparse_signed_sum_wide(plan.entries, k0, k1, in.x_signed, uint32_t(2 * w.cols)) * alpha[0];
                     continue;
                 }
-                pattern_values(alpha, q, values);
+                pattern_values(alpha, w.scales.beta(r, g), q, values);
                 y = y + sparse_segment_gather(plan, k0, k1, in.x, values);
             }
             in.out[r] = y;

@@ -55,10 +55,10 @@ void sparse_rows_scalar(const MatmulWeight& w, const SparsePlan& plan, int64_t r
             const float* x = in.x + b * cols;
             float y = 0.0f;
             for (int64_t g = 0; g < groups; ++g) {
-                const float* alpha = w.scales.scales + (r * groups + g) * q;
+                const float* alpha = w.scales.alpha(r, g);
                 const int64_t k0 = plan.seg[r * groups + g], k1 = plan.seg[r * groups + g + 1];
-                pattern_values(alpha, q, values);
-                if (in.batch == 1 && q == 1) {
+                pattern_values(alpha, w.scales.beta(r, g), q, values);
+                if (in.batch == 1 && sparse_signed_path(w)) {
                     y = y + sparse_signed_sum(plan.entries, k0, k1, in.x_signed) * alpha[0];
                     continue;
                 }

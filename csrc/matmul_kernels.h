@@ -8,14 +8,15 @@
 //   DecodedBits): per scale group and 8-column chunk c, a table of all subset sums of
 //   x[b][8c .. 8c+7] (T[0] = 0, T[k | 2^i] = T[k] + x[8c + i]); with mask byte m and plane byte u,
 //   sum_j m_j b_j x_j = 2 T[m & u] - T[m]. Per group: accK += T[m], accP[p] += T[m & u_p] over its
-//   chunks in order, then y += ((2 accP[p]) - accK) * alpha[p] for p ascending. Needs scale groups
+//   chunks in order, then y += ((2 accP[p]) - accK) * alpha[p] for p ascending, and with an offset
+//   y += accK * beta (accK = the sum of x over the kept columns). Needs scale groups
 //   that are whole rows or multiples of 8 columns. The AVX2 path keeps the accumulators in registers:
 //   batch 1, four rows at a time over tables of x built once per call; batches, up to 48 lanes at a
 //   time over panels of tables whose entries are vectors of lanes.
 // * sparse: over the kept weights only, read from the weight's sparse form (SparsePlan), never
 //   touching a pruned position; C[code] is the dequantised value of a bit pattern (dequant_one's
 //   formula). Batch 1: eight partial sums over the j-th kept weight of each group, for q = 1
-//   s[j % 8] += (bit ? x : -x), then y += sparse_lanes_sum(s) * alpha; for q >= 2
+//   s[j % 8] += (bit ? x : -x), then y += sparse_lanes_sum(s) * alpha; for q >= 2 (or offsets)
 //   s[j % 8] = fma(C[code], x, s[j % 8]), then y += sparse_lanes_sum(s) (the AVX2 path gathers
 //   eight kept weights per vector). Batch > 1, per batch lane and group, sparse_sets(nb) partial sums
 //   (nb: vector blocks in the lane's chunk of up to 12): s[j % sets] = fma(C[code], x, s[j % sets])
@@ -85,27 +86,35 @@ void lut_rows_avx2(const MatmulWeight& w, const BitRows& rows, const MatmulInput
 void sparse_rows_avx2(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int64_t r1, const MatmulInput& in);
 #endif
 
-// The dequantised value of every bit pattern of one scale group (2^q entries, dequant_one's formula).
-inline void pattern_values(const float* alpha, int q, float* values) {
+// The dequantised value of every bit pattern of one scale group (2^q entries, dequant_one's formula;
+// beta: the group's offset or null).
+inline void pattern_values(const float* alpha, const float* beta, int q, float* values) {
     for (int c = 0; c < (1 << q); ++c) {
         float acc = (c & 1) ? alpha[0] : -alpha[0];
         for (int i = 1; i < q; ++i) acc = acc + (((c >> i) & 1) ? alpha[i] : -alpha[i]);
+        if (beta) acc = acc + *beta;
         values[c] = acc;
     }
 }
 
-// Batch 1, end of scale group g of the lut kernel: y[r] += ((2 accP[p]) - accK) * alpha[p], p ascending.
+// Whether the batch-1 sparse kernel takes its signed-sum path (one bit, no offsets: every kept
+// weight is +-alpha, so the scale multiplies the segment's signed sum once).
+inline bool sparse_signed_path(const MatmulWeight& w) { return w.q() == 1 && !w.scales.offsets; }
+
+// Batch 1, end of scale group g of the lut kernel: y[r] += ((2 accP[p]) - accK) * alpha[p], p ascending;
+// then, with offsets, y[r] += accK * beta (accK is the sum of x over the group's kept columns).
 inline void lut_close_group(const MatmulWeight& w, const BitRows& rows, int64_t g, const float* acc_k,
                             const float* acc_p, float* y) {
     const int q = w.q();
     for (int64_t r = 0; r < rows.r1 - rows.r0; ++r) {
-        const float* alpha = w.scales.scales + ((rows.r0 + r) * w.scales.groups + g) * q;
+        const float* alpha = w.scales.alpha(rows.r0 + r, g);
         for (int p = 0; p < q; ++p) {
             float t = 2.0f * acc_p[r * q + p];
             t = t - acc_k[r];
             t = t * alpha[p];
             y[r] = y[r] + t;
         }
+        if (const float* beta = w.scales.beta(rows.r0 + r, g)) y[r] = y[r] + acc_k[r] * *beta;
     }
 }
 

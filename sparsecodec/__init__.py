@@ -13,7 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .bcq import BCQResult, bcq_dequantize, bcq_quantize, quantization_error
+from .quantizers import Quantized, dequantize, quantization_error, quantize
+
+# The names of the first releases, kept: BCQ is one value model among several now.
+BCQResult = Quantized
+bcq_quantize = quantize
+bcq_dequantize = dequantize
 from .config import SQConfig
 from .index_costs import index_costs
 from .info import __version__, build_info, get_num_threads, set_num_threads, set_simd_level
@@ -52,6 +57,9 @@ __all__ = [
     "__version__",
     "bcq_dequantize",
     "bcq_quantize",
+    "dequantize",
+    "quantize",
+    "Quantized",
     "build_info",
     "cubic_sparsity",
     "decode",

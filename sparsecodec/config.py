@@ -7,10 +7,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .bcq import BCQ_METHODS, MAX_BITS, SCALE_DTYPES
+from .options import LAYOUTS, STRATEGIES, mask_formats, methods, scale_dtypes
+from .quantizers import MAX_BITS
 from .validation import as_choice, as_fraction, as_int
 
-STRATEGIES = ("auto", "sparse", "lut", "lut_stream", "dense")
+__all__ = ["STRATEGIES", "SQConfig"]
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,8 @@ class SQConfig:
     n_in: int | None = None
     n_out: int | None = None
     seed: int = 0
-    layout: str = "scatter"
-    mask_format: str = "bitmap"
+    layout: str | None = None
+    mask_format: str | None = None
     rank: int | None = None
     tile: tuple[int, int] | None = None
     strategy: str = "auto"
@@ -40,10 +41,12 @@ class SQConfig:
     def __post_init__(self) -> None:
         as_fraction(self.sparsity, "sparsity")
         as_int(self.bits, "bits", 1, MAX_BITS)
-        as_choice(self.method, "method", BCQ_METHODS)
-        as_choice(self.scale_dtype, "scale_dtype", tuple(SCALE_DTYPES))
-        as_choice(self.layout, "layout", ("linear", "scatter"))
-        as_choice(self.mask_format, "mask_format", ("bitmap", "lowrank"))
+        as_choice(self.method, "method", methods())
+        as_choice(self.scale_dtype, "scale_dtype", scale_dtypes())
+        if self.layout is not None:
+            as_choice(self.layout, "layout", LAYOUTS)
+        if self.mask_format is not None:
+            as_choice(self.mask_format, "mask_format", mask_formats())
         as_choice(self.strategy, "strategy", STRATEGIES)
         if self.tile is not None:
             object.__setattr__(self, "tile", tuple(int(v) for v in self.tile))

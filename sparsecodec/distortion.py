@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .bcq import bcq_dequantize, bcq_quantize
+from .quantizers import dequantize, quantize
 from .lowrank_search import lowrank_mask
 from .masks import BitmapMask, MaskFormat
 from .pruning import magnitude_mask
@@ -86,10 +86,10 @@ class Distortion:
         if self.bits is None:
             out = np.where(keep, w2d, np.float32(0)).astype(np.float32)
         else:
-            q = bcq_quantize(
+            q = quantize(
                 w2d, keep, self.bits, group_size=self.group_size, method=self.method, scale_dtype=self.scale_dtype
             )
-            out = bcq_dequantize(q.scales, q.planes, keep, q.group_size)
+            out = dequantize(q.scales, q.planes, keep, q.group_size, q.offsets)
         return out.reshape(np.shape(weight)), mask
 
     def encode(

@@ -115,6 +115,39 @@ class BitmapMask(MaskFormat):
         return cls(shape, words)
 
 
+class NoMask(MaskFormat):
+    """Every weight kept: nothing is stored (0 bits); the kernels read an all-ones bitmap."""
+
+    format_id = "none"
+
+    def __init__(self, shape: tuple[int, int]):
+        super().__init__(shape)
+
+    def stored_bits(self) -> int:
+        return 0
+
+    def params(self) -> dict[str, Any]:
+        return {}
+
+    def payload(self) -> bytes:
+        return b""
+
+    def _decode_bits(self) -> np.ndarray:
+        words = np.full((self.size + 63) // 64, np.uint64(0xFFFFFFFFFFFFFFFF), dtype=np.uint64)
+        tail = self.size % 64
+        if tail:
+            words[-1] = np.uint64((1 << tail) - 1)
+        return words
+
+    @classmethod
+    def from_stream(cls, shape: tuple[int, int], params: dict[str, Any], payload: bytes) -> NoMask:
+        if params:
+            raise StreamError(f"mask format 'none' takes no parameters, got {sorted(params)}")
+        if payload:
+            raise StreamError("mask format 'none' stores nothing, but its section is not empty")
+        return cls(shape)
+
+
 MASK_FORMATS: dict[str, type[MaskFormat]] = {}
 
 
@@ -125,6 +158,7 @@ def register_mask_format(cls: type[MaskFormat]) -> type[MaskFormat]:
 
 
 register_mask_format(BitmapMask)
+register_mask_format(NoMask)
 
 
 def mask_from_stream(shape: tuple[int, int], spec: Any, payload: bytes) -> MaskFormat:

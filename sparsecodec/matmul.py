@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from . import _native
-from .config import STRATEGIES
-from .xor_codec import EncodedWeight
+from .options import STRATEGIES
+from .xor_codec import EncodedWeight, native_weight
 
 TILE_FLOATS = 1 << 20  # decoded tile of the dense strategy (and SQConv2d's decoded convolution): 4 MiB
 
@@ -105,21 +105,6 @@ def _gemm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (ta @ tb).numpy()
 
 
-def native_weight(enc: EncodedWeight) -> tuple:
-    """The encoded weight as the kernels take it (one tuple, checked on the native side)."""
-    rows, cols = enc.shape
-    return (
-        enc.code,
-        list(enc.patches),
-        enc.mask.native_spec(),
-        rows,
-        cols,
-        enc.scales,
-        enc.group_size,
-        *enc.xor.native_args(),
-    )
-
-
 def decode_rows(enc: EncodedWeight, r0: int, r1: int, out: np.ndarray | None = None) -> np.ndarray:
     """Dequantised rows [r0, r1) of W (a decoded tile), float32 of shape (r1 - r0, in)."""
     rows, cols = enc.shape
@@ -128,6 +113,22 @@ def decode_rows(enc: EncodedWeight, r0: int, r1: int, out: np.ndarray | None = N
     buf = np.empty((r1 - r0, cols), np.float32) if out is None else out
     _native.core().decode_rows(native_weight(enc), r0, r1, buf)
     return buf[: r1 - r0]
+
+
+def decode_row_set(enc: EncodedWeight, rows: Any) -> np.ndarray:
+    """Dequantised rows ``rows`` of W (any order, repeats allowed), float32 of shape (len(rows), in):
+    only the slices of those rows are decoded (an embedding lookup)."""
+    idx = np.asarray(rows)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"rows must be integers, got dtype {idx.dtype}")
+    idx = idx.reshape(-1).astype(np.int64, copy=False)
+    n_rows, cols = enc.shape
+    if idx.size and (idx.min() < 0 or idx.max() >= n_rows):
+        raise ValueError(f"row indices must lie in [0, {n_rows}), got {int(idx.min())} .. {int(idx.max())}")
+    out = np.empty((idx.size, cols), np.float32)
+    if idx.size:
+        _native.core().decode_row_set(native_weight(enc), np.ascontiguousarray(idx), out)
+    return out
 
 
 def _dense_tiles(x: np.ndarray, enc: EncodedWeight) -> np.ndarray:

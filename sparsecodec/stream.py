@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 MAGIC = b"SPCX"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: value models (quant.value_model, their own sections), mask format 'none'
 
 #: Method ids written into streams. Ids are never reused.
 METHODS: dict[str, int] = {"xor-bcq": 1}

@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 
 from . import _native
-from .bcq import BCQ_METHODS, MAX_BITS, SCALE_DTYPES, bcq_dequantize, bcq_quantize, groups_for, quantization_error
+from .quantizers import MAX_BITS, SCALE_DTYPES, VALUE_MODELS, dequantize, groups_for, quantization_error, quantize
 from .bitpack import bytes_to_words, pack_bits, unpack_bits, words_to_bytes
-from .lowrank_index import LowRankMask  # noqa: F401  (registers the "lowrank" stream mask format)
 from .lowrank_search import lowrank_mask
-from .masks import MASK_FORMATS, BitmapMask, MaskFormat, mask_from_stream
+from .masks import BitmapMask, MaskFormat, NoMask, mask_from_stream
 from .pruning import magnitude_mask
 from .stream import StreamError, read_stream, write_stream
+from .options import LAYOUTS, mask_formats, methods, scale_dtypes
 from .validation import as_choice, as_fraction, as_int, as_keep_mask, as_weight_matrix
 
 METHOD = "xor-bcq"
@@ -35,7 +35,8 @@ MAX_N_OUT = 8192
 MAX_DEPTH = 4
 MAX_CHAIN = 1 << 20
 MAX_GROUP_BANDS = 1024
-LAYOUTS = ("linear", "scatter")
+# Derived from an EncodedWeight's data fields on first use, dropped when one of them is reassigned.
+_CACHES = ("_stats", "_sparse_plan", "_decoded_bits", "_native")
 # n_out = factor * n_in / (1 - S) maximised measured efficiency on i.i.d. masks at S = 0.5 .. 0.95
 # (bench/README.md): larger slices overload more of them, which the cheap patches absorb.
 _N_OUT_FACTOR = {1: 1.10}
@@ -63,12 +64,14 @@ def default_n_out(n_in: int, depth: int, sparsity: float) -> int:
 
 @dataclass(frozen=True)
 class QuantSpec:
-    """How the kept weights were quantised."""
+    """How the kept weights were quantised: ``value_model`` is what decoding needs (see
+    :mod:`sparsecodec.quantizers`), ``method`` how the values were fitted (informational)."""
 
     bits: int
     method: str
     group_size: int
     scale_dtype: str
+    value_model: str = "bcq"
 
 
 @dataclass(frozen=True)
@@ -102,10 +105,13 @@ class XorSpec:
 
 @dataclass(eq=False)
 class EncodedWeight:
-    """A compressed 2-D weight matrix: scales, keep-mask, XOR-coded bit-planes and patches.
+    """A compressed 2-D weight matrix: value-model parameters, keep-mask, XOR-coded bit-planes and
+    patches.
 
     Build one with :func:`encode` or :meth:`from_bytes`; turn it back into weights with
-    :func:`decode`. ``stats`` reports the cost in bits per weight.
+    :func:`decode`. ``stats`` reports the cost in bits per weight. ``scales`` (and ``offsets``, for
+    value models with an offset) are the per-group values decoding uses, expanded from
+    ``value_params``, what the stream stores.
     """
 
     shape: tuple[int, int]
@@ -117,14 +123,20 @@ class EncodedWeight:
     code: np.ndarray  # uint64 (bits, code words): slice t's word at bit t * n_in
     patches: tuple[np.ndarray, ...]  # per plane: ascending int64 flat positions decoded flipped
     quant_error: dict[str, float] | None = None
+    offsets: np.ndarray | None = None  # float32 (rows, groups), or None: no offsets
+    # The stored arrays of a value model that are not the scales and offsets themselves ("uniform":
+    # step and zero point); None for "bcq" and "bcq-offset".
+    value_params: dict[str, np.ndarray] | None = None
     # Derived from the fields above, on first use: never copied by dataclasses.replace, never
     # compared, and dropped when a field above is reassigned (see __setattr__).
     _stats: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
     _sparse_plan: Any = field(default=None, init=False, repr=False, compare=False)  # see sparsecodec.matmul
     _decoded_bits: Any = field(default=None, init=False, repr=False, compare=False)  # see sparsecodec.matmul
+    _native: Any = field(default=None, init=False, repr=False, compare=False)  # the kernels' checked view
 
     bits = property(lambda self: self.quant.bits, doc="BCQ bit-planes q.")
     quant_method = property(lambda self: self.quant.method)
+    value_model = property(lambda self: self.quant.value_model, doc="What decoding needs: 'bcq', 'bcq-offset', 'uniform'.")
     group_size = property(lambda self: self.quant.group_size)
     scale_dtype = property(lambda self: self.quant.scale_dtype)
     n_in = property(lambda self: self.xor.n_in, doc="Stored bits per slice.")
@@ -136,14 +148,34 @@ class EncodedWeight:
     def __setattr__(self, name: str, value: Any) -> None:
         super().__setattr__(name, value)
         if not name.startswith("_") and name != "quant_error":  # the data changed: derived caches go
-            for cache in ("_stats", "_sparse_plan", "_decoded_bits"):
+            for cache in _CACHES:
                 super().__setattr__(cache, None)
 
     def __getstate__(self) -> dict[str, Any]:
         # The matmul caches are native objects rebuilt on demand: pickles and copies go without them.
         state = dict(self.__dict__)
-        state["_sparse_plan"] = state["_decoded_bits"] = None
+        state["_sparse_plan"] = state["_decoded_bits"] = state["_native"] = None
         return state
+
+    def stored_params(self) -> dict[str, np.ndarray]:
+        """The value model's parameter arrays as the stream stores them (checked against the scales
+        and offsets decoding uses, so that a stream never stores other values than it decodes to)."""
+        model = VALUE_MODELS[self.value_model]
+        if self.value_params is None:
+            params = {"scales": self.scales}
+            if self.offsets is not None:
+                params["offsets"] = self.offsets
+        else:
+            params = dict(self.value_params)
+        if set(params) != set(model.param_names):
+            raise ValueError(f"value model {self.value_model!r} stores {model.param_names}, got {sorted(params)}")
+        scales, offsets = model.expand(params, self.bits)
+        same_offsets = (offsets is None and self.offsets is None) or (
+            offsets is not None and self.offsets is not None and np.array_equal(offsets, self.offsets)
+        )
+        if not (np.array_equal(scales, self.scales) and same_offsets):
+            raise ValueError(f"the scales or offsets no longer match the stored {self.value_model!r} parameters")
+        return params
 
     # ----------------------------------------------------------------------------------------
     @property
@@ -176,7 +208,8 @@ class EncodedWeight:
         kept = self.mask.kept
         value_bits = self.bits * self.n_slices * self.n_in
         patch_bits = sum(_rice_plan(self._patch_gaps(i))[1] for i in range(self.bits))
-        scale_bits = self.scales.size * np.dtype(SCALE_DTYPES[self.scale_dtype]).itemsize * 8
+        rows, groups = self.scales.shape[:2]
+        scale_bits = VALUE_MODELS[self.value_model].stored_bits(rows, groups, self.bits, self.scale_dtype)
         mask_bits = self.mask.stored_bits()
         coded = value_bits + patch_bits
         sparsity = 1.0 - kept / n
@@ -198,6 +231,8 @@ class EncodedWeight:
             "n_out": self.n_out,
             "depth": self.depth,
             "mask_format": self.mask.format_id,
+            "value_model": self.value_model,
+            "method": self.quant_method,
         }
         if self.quant_error is not None:
             stats["quant_rmse"] = self.quant_error["rmse"]
@@ -240,7 +275,12 @@ class EncodedWeight:
             "shape": list(self.shape),
             "dtype": self.source_dtype,
             "bits": self.bits,
-            "quant": {"method": self.quant_method, "group_size": self.group_size, "scale_dtype": self.scale_dtype},
+            "quant": {
+                "method": self.quant_method,
+                "value_model": self.value_model,
+                "group_size": self.group_size,
+                "scale_dtype": self.scale_dtype,
+            },
             "xor": self.xor.header(),
             "mask": {"format": self.mask.format_id, **self.mask.params()},
             "patches": {"coding": "rice-care-gaps", "counts": [int(len(p)) for p in self.patches], "rice_k": rice_k},
@@ -250,10 +290,8 @@ class EncodedWeight:
                 "quant_rmse": self.quant_error["rmse"],
                 "quant_relative_error": self.quant_error["relative"],
             }
-        scale_np = SCALE_DTYPES[self.scale_dtype]
         code_bits = self.n_slices * self.n_in
-        head_sections = [
-            ("SCAL", self.scales.astype(np.dtype(scale_np).newbyteorder("<")).tobytes()),
+        head_sections = VALUE_MODELS[self.value_model].sections(self.stored_params(), self.scale_dtype) + [
             ("MASK", self.mask.payload()),
             ("CODE", b"".join(words_to_bytes(plane, code_bits) for plane in self.code)),
         ]
@@ -266,7 +304,7 @@ class EncodedWeight:
         stream = read_stream(data)
         if stream.method != METHOD:
             raise StreamError(f"stream holds method {stream.method!r}, not an encoded weight ({METHOD!r})")
-        return _parse_xor_bcq(stream.header, stream.sections)
+        return _parse_xor_bcq(stream.version, stream.header, stream.sections)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -282,10 +320,10 @@ def encode(
     scale_dtype: str = "float32",
     n_in: int | None = None,
     n_out: int | None = None,
-    depth: int = DEFAULT_DEPTH,
-    seed: int = DEFAULT_SEED,
+    depth: int | None = None,
+    seed: int | None = None,
     chain: int = DEFAULT_CHAIN,
-    layout: str = "scatter",
+    layout: str | None = None,
     mask_format: str | None = None,
     rank: int | None = None,
     tile: Any = None,
@@ -302,50 +340,64 @@ def encode(
             instead of giving a mask.
         bits: BCQ bit-planes q, 1..8.
         group_size: columns per scale group; None = one set of scales per row.
-        method: BCQ fitting, ``"greedy"`` or ``"alternating"``.
+        method: how the kept weights are fitted (a registered quantizer, see
+            :mod:`sparsecodec.quantizers`): ``"greedy"`` (BCQ residual binarisation), ``"alternating"``
+            (least-squares scales and an offset; never worse than greedy or uniform) or ``"uniform"``
+            (round to nearest on an asymmetric q-bit grid per group: step and zero point).
         iterations: alternating-refinement rounds.
         scale_dtype: ``"float32"`` or ``"float16"`` scales.
         n_in, n_out: stored bits per slice and slice length; defaults maximise efficiency for the
             mask's sparsity (:func:`default_n_in`, :func:`default_n_out`).
         depth: shift-register depth N_s (1 = one word per slice; >= 2 = each slice also reads the
-            previous depth-1 words, encoded by dynamic programming).
-        seed: seed of the XOR network.
+            previous depth-1 words, encoded by dynamic programming). Default: 2, or 1 when nothing is
+            pruned (no don't-care bits to exploit: a square invertible network stores every bit as is).
+        seed: seed of the XOR network. Default: 0, or when nothing is pruned and the network is
+            square, the first seed whose network is invertible (so that no patch is ever needed).
         chain: slices per shift-register chain (a multiple of 64; depth >= 2 only).
         layout: ``"scatter"`` (each slice samples weights spread over a group, so structured masks
-            encode as well as random ones) or ``"linear"`` (slices are consecutive weights).
-        mask_format: how the keep-mask is stored: ``"bitmap"`` (one bit per weight, the default) or
-            ``"lowrank"`` (tiled Boolean product of binary factors, chosen here to keep the most
-            ``importance`` at ``sparsity``; see :func:`sparsecodec.lowrank_mask`).
+            encode as well as random ones) or ``"linear"`` (slices are consecutive weights, so a row
+            decodes alone). Default: ``"linear"`` when nothing is pruned, else ``"scatter"``.
+        mask_format: how the keep-mask is stored: ``"bitmap"`` (one bit per weight), ``"lowrank"``
+            (tiled Boolean product of binary factors, chosen here to keep the most ``importance`` at
+            ``sparsity``; see :func:`sparsecodec.lowrank_mask`) or ``"none"`` (every weight kept,
+            nothing stored). Default: ``"none"`` when every weight is kept, else ``"bitmap"``.
         rank, tile: rank per tile (default 8) and tile shape (default: one tile) of ``"lowrank"``.
         importance: what the low-rank search keeps (default ``|weights|``).
     """
     w, source_dtype = as_weight_matrix(weights)
     rows, cols = w.shape
     q = as_int(bits, "bits", 1, MAX_BITS)
-    depth = as_int(depth, "depth", 1, MAX_DEPTH)
-    seed = as_int(seed, "seed", 0, 2**64 - 1)
     chain = as_int(chain, "chain", 64, MAX_CHAIN)
     if chain % 64:
         raise ValueError(f"chain must be a multiple of 64, got {chain}")
     iterations = as_int(iterations, "iterations", 0, 10_000)
-    as_choice(layout, "layout", LAYOUTS)
-    as_choice(method, "method", BCQ_METHODS)
-    as_choice(scale_dtype, "scale_dtype", tuple(SCALE_DTYPES))
+    as_choice(method, "method", methods())
+    as_choice(scale_dtype, "scale_dtype", scale_dtypes())
     gs = cols if group_size is None else min(as_int(group_size, "group_size", 1, 1 << 40), cols)
     mask_obj = _resolve_mask(w, mask, sparsity, mask_format, rank, tile, importance)
     keep = mask_obj.to_dense()
+    if layout is None:
+        layout = "linear" if isinstance(mask_obj, NoMask) else "scatter"
+    as_choice(layout, "layout", LAYOUTS)
+    everything_kept = isinstance(mask_obj, NoMask)
+    if depth is None:
+        depth = 1 if everything_kept else DEFAULT_DEPTH
+    depth = as_int(depth, "depth", 1, MAX_DEPTH)
 
     n_in = default_n_in(depth) if n_in is None else as_int(n_in, "n_in", 1, 64)
     n_out = default_n_out(n_in, depth, mask_obj.sparsity) if n_out is None else as_int(n_out, "n_out", 1, MAX_N_OUT)
     core = _native.core()
     core.check_network(n_in, n_out, depth)
+    if seed is None:
+        seed = invertible_seed(n_in) if everything_kept and depth == 1 and n_in == n_out else DEFAULT_SEED
+    seed = as_int(seed, "seed", 0, 2**64 - 1)
 
     xor = XorSpec(n_in, n_out, depth, seed, chain, layout, default_group_bands(n_out) if layout == "scatter" else 0)
-    quant = bcq_quantize(w, keep, q, group_size=gs, method=method, iterations=iterations, scale_dtype=scale_dtype)
-    approx = bcq_dequantize(quant.scales, quant.planes, keep, gs)
+    quant = quantize(w, keep, q, group_size=gs, method=method, iterations=iterations, scale_dtype=scale_dtype)
+    approx = dequantize(quant.scales, quant.planes, keep, gs, quant.offsets)
     targets = np.stack([pack_bits(p) for p in quant.planes])
     code, patches = core.encode_planes(targets, mask_obj.bits(), rows * cols, *xor.native_args())
-    specs = (QuantSpec(q, method, gs, scale_dtype), xor)
+    specs = (QuantSpec(q, method, gs, scale_dtype, quant.value_model), xor)
     return EncodedWeight(
         (rows, cols),
         source_dtype,
@@ -355,7 +407,31 @@ def encode(
         code,
         tuple(patches),
         quantization_error(w, approx, keep),
+        quant.offsets,
+        dict(quant.params) if VALUE_MODELS[quant.value_model].own_params else None,
     )
+
+
+def invertible_seed(n: int, tries: int = 256) -> int:
+    """The first seed whose depth-1 n x n XOR network is invertible over GF(2) (about one seed in
+    three is): every slice of a plane with no don't-care bits then has exactly one code word."""
+    core = _native.core()
+    for seed in range(tries):
+        if _gf2_rank(core.xor_network_rows(n, n, 1, seed)) == n:
+            return seed
+    return DEFAULT_SEED  # not reached in practice; patches then cover the rank deficit
+
+
+def _gf2_rank(rows: np.ndarray) -> int:
+    """Rank over GF(2) of a matrix given as one integer bit row per entry."""
+    pivots: list[int] = []
+    for value in (int(r) for r in rows):
+        for p in pivots:
+            value = min(value, value ^ p)
+        if value:
+            pivots.append(value)
+            pivots.sort(reverse=True)
+    return len(pivots)
 
 
 def _resolve_mask(w, mask, sparsity, mask_format, rank, tile, importance) -> MaskFormat:
@@ -370,7 +446,7 @@ def _resolve_mask(w, mask, sparsity, mask_format, rank, tile, importance) -> Mas
         if rank is not None or tile is not None or importance is not None:
             raise ValueError("rank, tile and importance choose a new low-rank mask; the given mask is used as it is")
         return mask
-    fmt = as_choice("bitmap" if mask_format is None else mask_format, "mask_format", tuple(MASK_FORMATS))
+    fmt = None if mask_format is None else as_choice(mask_format, "mask_format", mask_formats())
     if fmt == "lowrank":
         if mask is not None:
             raise ValueError(
@@ -383,13 +459,19 @@ def _resolve_mask(w, mask, sparsity, mask_format, rank, tile, importance) -> Mas
             raise ValueError(f"importance shape {np.shape(imp)} does not match weights shape {w.shape}")
         return lowrank_mask(imp, target, 8 if rank is None else rank, tile)
     if rank is not None or tile is not None or importance is not None:
-        raise ValueError(f"rank, tile and importance apply to mask_format='lowrank', not {fmt!r}")
+        raise ValueError(f"rank, tile and importance apply to mask_format='lowrank', not {fmt or 'bitmap'!r}")
     if mask is not None:
         keep = as_keep_mask(mask, w.shape)
     elif sparsity is not None:
         keep = magnitude_mask(w, as_fraction(sparsity, "sparsity"))
+    elif fmt == "none":
+        keep = np.ones(w.shape, dtype=bool)
     else:
         keep = w != 0
+    if fmt == "none" or (fmt is None and keep.all()):
+        if not keep.all():
+            raise ValueError(f"mask_format='none' keeps every weight, but the mask prunes {int((~keep).sum())}")
+        return NoMask(w.shape)
     return BitmapMask.from_dense(keep)
 
 
@@ -406,18 +488,33 @@ def decode(enc: EncodedWeight, out: np.ndarray | None = None) -> np.ndarray:
             raise ValueError(f"out must be a float32 numpy array of shape {enc.shape}")
         if not out.flags.c_contiguous or not out.flags.writeable:
             raise ValueError("out must be C-contiguous and writeable")
-    rows, cols = enc.shape
-    return _native.core().decode_dense(
-        enc.code,
-        list(enc.patches),
-        enc.mask.bits(),
-        rows,
-        cols,
-        enc.scales,
-        enc.group_size,
-        *enc.xor.native_args(),
-        out,
-    )
+    return _native.core().decode_dense(native_weight(enc), enc.mask.bits(), out)
+
+
+def native_weight(enc: EncodedWeight) -> Any:
+    """The encoded weight as the kernels take it (``_core.Weight``): its arrays and parameters
+    checked once natively, then cached on ``enc`` until one of its fields is reassigned."""
+    if enc._native is None:
+        rows, cols = enc.shape
+        n_in, n_out, depth, seed, chain, layout, bands = enc.xor.native_args()
+        enc._native = _native.core().Weight(
+            code=enc.code,
+            patches=list(enc.patches),
+            mask=enc.mask.native_spec(),
+            rows=rows,
+            cols=cols,
+            scales=enc.scales,
+            offsets=enc.offsets,
+            group_size=enc.group_size,
+            n_in=n_in,
+            n_out=n_out,
+            depth=depth,
+            seed=seed,
+            chain=chain,
+            layout=layout,
+            group_bands=bands,
+        )
+    return enc._native
 
 
 # -------------------------------------------------------------------------------------------------
@@ -462,9 +559,12 @@ def _check_keys(obj: Any, path: str, required: set[str], optional: set[str] = fr
         raise StreamError(f"stream header {path!r} has unknown fields {sorted(unknown)}")
 
 
-def _parse_xor_bcq(header: dict[str, Any], sections: dict[str, bytes]) -> EncodedWeight:
+def _parse_xor_bcq(version: int, header: dict[str, Any], sections: dict[str, bytes]) -> EncodedWeight:
     _check_keys(header, "header", {"shape", "dtype", "bits", "quant", "xor", "mask", "patches"}, {"info"})
-    _check_keys(header["quant"], "quant", {"method", "group_size", "scale_dtype"})
+    # Format 1 knew one value model (plain BCQ) and named only the fitting method; format 2 names both,
+    # and only the value model has to be known to decode.
+    quant_keys = {"method", "group_size", "scale_dtype"} | ({"value_model"} if version >= 2 else set())
+    _check_keys(header["quant"], "quant", quant_keys)
     _check_keys(header["xor"], "xor", {"n_in", "n_out", "depth", "seed", "chain"}, {"layout", "group_bands"})
     _check_keys(header["patches"], "patches", {"coding", "counts", "rice_k"})
     shape = _field(header, "shape", list)
@@ -476,8 +576,17 @@ def _parse_xor_bcq(header: dict[str, Any], sections: dict[str, bytes]) -> Encode
     source_dtype = _field(header, "dtype", str)
     q = _int_field(header, "bits", 1, MAX_BITS)
     quant_method = _field(header, "quant.method", str)
-    if quant_method not in BCQ_METHODS:
-        raise StreamError(f"stream uses unknown quantisation method {quant_method!r}")
+    if version >= 2:
+        model_id = _field(header, "quant.value_model", str)
+        if model_id not in VALUE_MODELS:
+            raise StreamError(
+                f"stream uses unknown value model {model_id!r} (this sparsecodec knows {sorted(VALUE_MODELS)})"
+            )
+    else:
+        model_id = "bcq"
+        if quant_method not in ("greedy", "alternating"):
+            raise StreamError(f"stream uses unknown quantisation method {quant_method!r}")
+    model = VALUE_MODELS[model_id]
     group_size = _int_field(header, "quant.group_size", 1, cols)
     scale_dtype = _field(header, "quant.scale_dtype", str)
     if scale_dtype not in SCALE_DTYPES:
@@ -507,18 +616,23 @@ def _parse_xor_bcq(header: dict[str, Any], sections: dict[str, bytes]) -> Encode
     if len(counts) != q or len(rice_k) != q:
         raise StreamError("stream patch tables do not have one entry per plane")
 
-    expected = {"SCAL", "MASK", "CODE"} | {f"PAT{i}" for i in range(q)}
+    expected = set(model.section_tags()) | {"MASK", "CODE"} | {f"PAT{i}" for i in range(q)}
     if set(sections) != expected:
         raise StreamError(f"stream sections {sorted(sections)} do not match {sorted(expected)}")
 
     groups = groups_for(cols, group_size)
-    scale_np = np.dtype(SCALE_DTYPES[scale_dtype]).newbyteorder("<")
-    raw = sections["SCAL"]
-    if len(raw) != rows * groups * q * scale_np.itemsize:
-        raise StreamError("scale section has the wrong size")
-    scales = np.frombuffer(raw, dtype=scale_np).astype(np.float32).reshape(rows, groups, q)
-    if not np.isfinite(scales).all():
-        raise StreamError("scale section holds non-finite values")
+    try:
+        params = model.from_sections(sections, rows, groups, q, scale_dtype)
+    except ValueError as exc:
+        raise StreamError(f"stream's {model_id} parameters are damaged: {exc}") from None
+    with np.errstate(over="ignore", invalid="ignore"):
+        scales, offsets = model.expand(params, q)
+    # The largest value a group can decode to must be a finite float32 (so no sum overflows).
+    bound = np.abs(scales.astype(np.float64)).sum(axis=-1)
+    if offsets is not None:
+        bound = bound + np.abs(offsets.astype(np.float64))
+    if not (np.isfinite(bound).all() and (bound <= np.finfo(np.float32).max / 2).all()):
+        raise StreamError(f"stream's {model_id} parameters decode to non-finite or overflowing values")
 
     mask = mask_from_stream((rows, cols), header.get("mask"), sections["MASK"])
     n_slices = -(-(rows * cols) // n_out)
@@ -562,7 +676,10 @@ def _parse_xor_bcq(header: dict[str, Any], sections: dict[str, bytes]) -> Encode
         ):
             quant_error = {"rmse": float(rmse), "relative": float(rel)}
     specs = (
-        QuantSpec(q, quant_method, group_size, scale_dtype),
+        QuantSpec(q, quant_method, group_size, scale_dtype, model_id),
         XorSpec(n_in, n_out, depth, seed, chain, layout, group_bands),
     )
-    return EncodedWeight((rows, cols), source_dtype, *specs, scales, mask, code, tuple(patches), quant_error)
+    return EncodedWeight(
+        (rows, cols), source_dtype, *specs, scales, mask, code, tuple(patches), quant_error, offsets,
+        params if model.own_params else None,
+    )

@@ -12,7 +12,7 @@ def reference_decode(w: np.ndarray, mask: np.ndarray, bits: int, **bcq_kwargs) -
     """What decode(encode(...)) must equal: the BCQ-dequantised weights times the mask, computed with
     the pure-numpy reference path only."""
     q = sc.bcq_quantize(w, mask, bits, **bcq_kwargs)
-    return sc.bcq_dequantize(q.scales, q.planes, mask, q.group_size)
+    return sc.dequantize(q.scales, q.planes, mask, q.group_size, q.offsets)
 
 
 def assert_bit_equal(a: np.ndarray, b: np.ndarray) -> None:

@@ -37,7 +37,7 @@ def test_alternating_never_worse_than_greedy_and_error_falls_with_bits(rng):
         g = sc.bcq_quantize(w, mask, bits, method="greedy")
         a = sc.bcq_quantize(w, mask, bits, method="alternating")
         eg = sc.quantization_error(w, sc.bcq_dequantize(g.scales, g.planes, mask, g.group_size), mask)["rmse"]
-        ea = sc.quantization_error(w, sc.bcq_dequantize(a.scales, a.planes, mask, a.group_size), mask)["rmse"]
+        ea = sc.quantization_error(w, sc.dequantize(a.scales, a.planes, mask, a.group_size, a.offsets), mask)["rmse"]
         assert ea <= eg * (1 + 1e-6)
         errors.append(ea)
     assert errors == sorted(errors, reverse=True)

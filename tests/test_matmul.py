@@ -203,17 +203,25 @@ def test_empty_batches_and_read_only_inputs():
     lowrank=st.booleans(),
     batch=st.integers(1, 120),
     seed=st.integers(0, 2**16),
+    method=st.sampled_from(["greedy", "alternating", "uniform"]),
 )
-def test_random_weights_every_strategy_and_simd_level(rows, cols, sparsity, bits, groups_of_8, lowrank, batch, seed):
+def test_random_weights_every_strategy_and_simd_level(
+    rows, cols, sparsity, bits, groups_of_8, lowrank, batch, seed, method
+):
     rng = np.random.default_rng(seed)
     kwargs = {"group_size": 8 * groups_of_8} if 0 < 8 * groups_of_8 < cols else {}
     if lowrank and sparsity > 0:
         kwargs.update(mask_format="lowrank", rank=2, tile=(min(rows, 16), min(cols, 64)))
-    enc = sc.encode(rng.standard_normal((rows, cols)).astype(np.float32), sparsity=sparsity, bits=bits, **kwargs)
+    w32 = rng.standard_normal((rows, cols)).astype(np.float32) + np.float32(rng.normal())  # offsets matter
+    enc = sc.encode(w32, sparsity=sparsity, bits=bits, method=method, **kwargs)
     w = sc.decode(enc).astype(np.float64)
     x = rng.standard_normal((batch, cols)).astype(np.float32)
     want = x.astype(np.float64) @ w.T
-    scale = np.abs(x).astype(np.float64) @ np.abs(w).T + 1e-30
+    # With an offset the lookup-table identity sums terms as large as sum(alpha) + |beta| per weight
+    # that cancel: float32 rounding is relative to that bound, not to |w|.
+    bound = np.abs(enc.scales).sum(axis=-1) + (0 if enc.offsets is None else np.abs(enc.offsets))
+    per_col = np.repeat(bound, enc.group_size, axis=1)[:, :cols] * enc.mask.to_dense()
+    scale = np.abs(x).astype(np.float64) @ np.maximum(np.abs(w), per_col).T + 1e-30
     simd = sc.build_info()["simd_detected"]
     for strategy in STRATEGIES:
         if strategy.startswith("lut") and not _lut_runs(enc):

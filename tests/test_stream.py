@@ -27,6 +27,11 @@ def streams():
     for shape, depth, bits in [((40, 70), 2, 2), ((9, 300), 1, 3), ((1, 1), 2, 1), ((64, 64), 1, 1)]:
         w = rng.standard_normal(shape).astype(np.float32)
         out.append(sc.encode(w, sparsity=0.8, bits=bits, depth=depth).to_bytes())
+    # Format 2's value models and the "none" mask.
+    for shape, sparsity, bits, method in [((30, 64), 0.0, 4, "uniform"), ((12, 80), 0.5, 3, "alternating"),
+                                          ((20, 48), 0.0, 8, "uniform"), ((16, 40), 0.0, 2, "alternating")]:
+        w = rng.standard_normal(shape).astype(np.float32) + 0.5
+        out.append(sc.encode(w, sparsity=sparsity, bits=bits, method=method, group_size=16).to_bytes())
     return out
 
 
@@ -40,7 +45,7 @@ def test_container_round_trip():
 
 def test_header_can_be_inspected_without_decoding(streams):
     info = sc.peek_header(streams[0])
-    assert info["method"] == "xor-bcq" and info["format_version"] == 1
+    assert info["method"] == "xor-bcq" and info["format_version"] == sc.stream.FORMAT_VERSION
     assert info["shape"] == [40, 70] and info["bits"] == 2 and info["xor"]["depth"] == 2
 
 

@@ -10,8 +10,7 @@ import pathlib
 import re
 from typing import Any
 
-from ..bcq import BCQ_METHODS, SCALE_DTYPES
-from ..config import STRATEGIES
+from ..options import STRATEGIES, mask_formats, methods, scale_dtypes
 from .errors import CLIError, first_line
 
 # SQConfig fields settable from the command line: flag -> add_argument keywords (dest is the field).
@@ -25,8 +24,8 @@ CONFIG_FLAGS: dict[str, dict[str, Any]] = {
     "--bits": {"dest": "bits", "type": int, "metavar": "Q", "help": "BCQ bit-planes, 1-8 (default 2)"},
     "--mask-format": {
         "dest": "mask_format",
-        "choices": ("bitmap", "lowrank"),
-        "help": "keep-mask format (default bitmap)",
+        "choices": mask_formats(),
+        "help": "keep-mask format (default: none when nothing is pruned, else bitmap)",
     },
     "--rank": {"dest": "rank", "type": int, "metavar": "K", "help": "rank per tile of a lowrank mask"},
     "--tile": {
@@ -40,9 +39,9 @@ CONFIG_FLAGS: dict[str, dict[str, Any]] = {
         "metavar": "N",
         "help": "columns sharing one set of scales (default: whole rows)",
     },
-    "--method": {"dest": "method", "choices": BCQ_METHODS, "help": "BCQ fit (default greedy)"},
+    "--method": {"dest": "method", "choices": methods(), "help": "how the kept weights are fitted (default greedy)"},
     "--depth": {"dest": "depth", "type": int, "metavar": "D", "help": "XOR shift-register depth, 1-4 (default 2)"},
-    "--scale-dtype": {"dest": "scale_dtype", "choices": tuple(SCALE_DTYPES), "help": "scale type (default float16)"},
+    "--scale-dtype": {"dest": "scale_dtype", "choices": scale_dtypes(), "help": "scale type (default float16)"},
     "--strategy": {"dest": "strategy", "choices": STRATEGIES, "help": "matmul kernel of the layers (default auto)"},
     "--seed": {"dest": "seed", "type": int, "metavar": "N", "help": "seed of the XOR network (default 0)"},
 }
@@ -206,7 +205,15 @@ def _matrix_count(model: Any) -> int:
     bar corrects its total if the configuration skips or adds some."""
     from torch import nn
 
-    return sum(m.groups if type(m) is nn.Conv2d else 1 for m in model.modules() if type(m) in (nn.Linear, nn.Conv2d))
+    from ..nn.registry import kind_of
+
+    def count(m: Any) -> int:
+        kind = kind_of(m)
+        if kind is None or not kind.converts(m):
+            return 0
+        return m.groups if isinstance(m, nn.Conv2d) else 1
+
+    return sum(count(m) for m in model.modules())
 
 
 def _reason(layer: Any, notes: dict[str, str]) -> str:

@@ -1,0 +1,37 @@
+"""Every named choice of the library, in one place: ``encode``, ``SQConfig``, the distortions and the
+command line's flags all take their choices from here.
+
+The registries behind the first three grow by registration (a new quantizer, value model or mask
+format is one unit that registers itself); the functions read them at call time.
+"""
+
+from __future__ import annotations
+
+from . import lowrank_index  # noqa: F401  (registers the "lowrank" mask format)
+from .masks import MASK_FORMATS
+from .quantizers import METHODS, SCALE_DTYPES, VALUE_MODELS
+
+#: Slice layouts of the XOR-coded planes (see sparsecodec.xor_codec.XorSpec).
+LAYOUTS = ("linear", "scatter")
+#: Matmul strategies of the compressed layers (see sparsecodec.matmul).
+STRATEGIES = ("auto", "sparse", "lut", "lut_stream", "dense")
+
+
+def methods() -> tuple[str, ...]:
+    """Fitting methods (``encode(method=...)``)."""
+    return tuple(METHODS)
+
+
+def value_models() -> tuple[str, ...]:
+    """Value models a stream may use."""
+    return tuple(VALUE_MODELS)
+
+
+def mask_formats() -> tuple[str, ...]:
+    """Stored keep-mask formats (``encode(mask_format=...)``)."""
+    return tuple(MASK_FORMATS)
+
+
+def scale_dtypes() -> tuple[str, ...]:
+    """Types the per-group parameters are stored in."""
+    return tuple(SCALE_DTYPES)
