@@ -15,13 +15,13 @@ from typing import Any
 import numpy as np
 
 from . import _native
-from .quantizers import MAX_BITS, SCALE_DTYPES, VALUE_MODELS, dequantize, groups_for, quantization_error, quantize
 from .bitpack import bytes_to_words, pack_bits, unpack_bits, words_to_bytes
 from .lowrank_search import lowrank_mask
 from .masks import BitmapMask, MaskFormat, NoMask, mask_from_stream
-from .pruning import magnitude_mask
-from .stream import StreamError, read_stream, write_stream
 from .options import LAYOUTS, mask_formats, methods, scale_dtypes
+from .pruning import magnitude_mask
+from .quantizers import MAX_BITS, SCALE_DTYPES, VALUE_MODELS, dequantize, groups_for, quantization_error, quantize
+from .stream import StreamError, read_stream, write_stream
 from .validation import as_choice, as_fraction, as_int, as_keep_mask, as_weight_matrix
 
 METHOD = "xor-bcq"
@@ -136,7 +136,9 @@ class EncodedWeight:
 
     bits = property(lambda self: self.quant.bits, doc="BCQ bit-planes q.")
     quant_method = property(lambda self: self.quant.method)
-    value_model = property(lambda self: self.quant.value_model, doc="What decoding needs: 'bcq', 'bcq-offset', 'uniform'.")
+    value_model = property(
+        lambda self: self.quant.value_model, doc="What decoding needs: 'bcq', 'bcq-offset', 'uniform'."
+    )
     group_size = property(lambda self: self.quant.group_size)
     scale_dtype = property(lambda self: self.quant.scale_dtype)
     n_in = property(lambda self: self.xor.n_in, doc="Stored bits per slice.")
@@ -680,6 +682,14 @@ def _parse_xor_bcq(version: int, header: dict[str, Any], sections: dict[str, byt
         XorSpec(n_in, n_out, depth, seed, chain, layout, group_bands),
     )
     return EncodedWeight(
-        (rows, cols), source_dtype, *specs, scales, mask, code, tuple(patches), quant_error, offsets,
+        (rows, cols),
+        source_dtype,
+        *specs,
+        scales,
+        mask,
+        code,
+        tuple(patches),
+        quant_error,
+        offsets,
         params if model.own_params else None,
     )

@@ -22,6 +22,17 @@ def assert_bit_equal(a: np.ndarray, b: np.ndarray) -> None:
     assert not mismatch.any(), f"{int(mismatch.sum())} entries differ, first at {np.argwhere(mismatch)[0]}"
 
 
+def scalar_reference(fn):
+    """``fn()`` run once more on the scalar kernels (for SIMD == scalar comparisons); the best SIMD
+    level is restored afterwards."""
+    detected = sc.build_info()["simd_detected"]
+    sc.set_simd_level("scalar")
+    try:
+        return fn()
+    finally:
+        sc.set_simd_level(detected)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

@@ -28,8 +28,12 @@ def streams():
         w = rng.standard_normal(shape).astype(np.float32)
         out.append(sc.encode(w, sparsity=0.8, bits=bits, depth=depth).to_bytes())
     # Format 2's value models and the "none" mask.
-    for shape, sparsity, bits, method in [((30, 64), 0.0, 4, "uniform"), ((12, 80), 0.5, 3, "alternating"),
-                                          ((20, 48), 0.0, 8, "uniform"), ((16, 40), 0.0, 2, "alternating")]:
+    for shape, sparsity, bits, method in [
+        ((30, 64), 0.0, 4, "uniform"),
+        ((12, 80), 0.5, 3, "alternating"),
+        ((20, 48), 0.0, 8, "uniform"),
+        ((16, 40), 0.0, 2, "alternating"),
+    ]:
         w = rng.standard_normal(shape).astype(np.float32) + 0.5
         out.append(sc.encode(w, sparsity=sparsity, bits=bits, method=method, group_size=16).to_bytes())
     return out

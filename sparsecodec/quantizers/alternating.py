@@ -1,10 +1,11 @@
 """Alternating least squares on BCQ with an offset: w ~ sum_i alpha_i b_i + beta per group.
 
 Starts, per group, from the best of the greedy fit (beta = 0), the greedy fit of the weights less
-their mean (beta = the mean) and the uniform grid written in BCQ form, then alternates least-squares scales and offset given the codes with optimal codes given
-the scales (nearest of the 2^q values by binary search), keeping each group's best iterate. The
-result is compared with the exact uniform grid and the better of the two is returned, so it is never
-worse than "greedy" or "uniform" (on the kept weights, in squared error).
+their mean (beta = the mean) and the uniform grid written in BCQ form, then alternates
+least-squares scales and offset given the codes with optimal codes given the scales (nearest of
+the 2^q values by binary search), keeping each group's best iterate. The result is compared with
+the exact uniform grid and the better of the two is returned, so it is never worse than "greedy"
+or "uniform" (on the kept weights, in squared error).
 """
 
 from __future__ import annotations
@@ -108,13 +109,17 @@ def quantize_alternating(w, keep, bits, group_size, scale_dtype, iterations) -> 
     planes = np.zeros((bits, rows, cols), dtype=bool)
     for r0, r1 in row_blocks(rows, groups, group_size, bits + 1):
         a, s, b = _alternate(
-            grouped(w[r0:r1].astype(np.float64), group_size, 0.0), grouped(keep[r0:r1], group_size, False), bits,
-            scale_dtype, iterations,
+            grouped(w[r0:r1].astype(np.float64), group_size, 0.0),
+            grouped(keep[r0:r1], group_size, False),
+            bits,
+            scale_dtype,
+            iterations,
         )
         scales[r0:r1], offsets[r0:r1] = a, b
         planes[:, r0:r1] = ungroup_planes(s, cols)
-    fitted = Quantized("bcq-offset", "alternating", planes, group_size, scale_dtype,
-                       {"scales": scales, "offsets": offsets})
+    fitted = Quantized(
+        "bcq-offset", "alternating", planes, group_size, scale_dtype, {"scales": scales, "offsets": offsets}
+    )
     # The exact uniform grid can beat its rounded BCQ form: keep whichever decodes closer.
     uniform = quantize_uniform(w, keep, bits, group_size, scale_dtype, iterations)
     errors = [_total_error(w, keep, q) for q in (fitted, uniform)]

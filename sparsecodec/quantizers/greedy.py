@@ -31,7 +31,9 @@ def quantize_greedy(w, keep, bits, group_size, scale_dtype, iterations) -> Quant
     planes = np.zeros((bits, rows, cols), dtype=bool)
     for r0, r1 in row_blocks(rows, groups, group_size, bits):
         alphas, signs = greedy_fit(
-            grouped(w[r0:r1].astype(np.float64), group_size, 0.0), grouped(keep[r0:r1], group_size, False), bits,
+            grouped(w[r0:r1].astype(np.float64), group_size, 0.0),
+            grouped(keep[r0:r1], group_size, False),
+            bits,
             round_scale,
         )
         scales[r0:r1] = alphas

@@ -42,8 +42,12 @@ def quantize_uniform(w, keep, bits, group_size, scale_dtype, iterations) -> Quan
     zero = np.zeros((rows, groups), dtype=np.uint8)
     planes = np.zeros((bits, rows, cols), dtype=bool)
     for r0, r1 in row_blocks(rows, groups, group_size, bits):
-        s, z, k = uniform_grid(grouped(w[r0:r1].astype(np.float64), group_size, 0.0),
-                               grouped(keep[r0:r1], group_size, False), bits, scale_dtype)
+        s, z, k = uniform_grid(
+            grouped(w[r0:r1].astype(np.float64), group_size, 0.0),
+            grouped(keep[r0:r1], group_size, False),
+            bits,
+            scale_dtype,
+        )
         step[r0:r1] = s.astype(dtype)
         zero[r0:r1] = z
         signs = ((k[None] >> np.arange(bits)[:, None, None, None]) & 1).astype(bool)

@@ -113,7 +113,9 @@ class Uniform(ValueModel):
         ]
 
     def from_sections(self, sections, rows, groups, bits, scale_dtype):
-        step = _finite(_read_array(sections, "STEP", (rows, groups), SCALE_DTYPES[scale_dtype]).astype(np.float32), "steps")
+        step = _finite(
+            _read_array(sections, "STEP", (rows, groups), SCALE_DTYPES[scale_dtype]).astype(np.float32), "steps"
+        )
         if (step <= 0).any():
             raise ValueError("steps must be positive")
         zero = _read_array(sections, "ZERO", (rows, groups), np.uint8).astype(np.uint8)
