@@ -13,12 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from .quantizers import Quantized, dequantize, quantization_error, quantize
-
-# The names of the first releases, kept: BCQ is one value model among several now.
-BCQResult = Quantized
-bcq_quantize = quantize
-bcq_dequantize = dequantize
 from .config import SQConfig
 from .index_costs import index_costs
 from .info import __version__, build_info, get_num_threads, set_num_threads, set_simd_level
@@ -27,8 +21,14 @@ from .lowrank_search import lowrank_mask, retained_importance
 from .masks import BitmapMask, MaskFormat
 from .matmul import matmul, matmul_transposed
 from .pruning import cubic_sparsity, global_magnitude_masks, magnitude_mask
+from .quantizers import Quantized, dequantize, quantization_error, quantize
 from .stream import FORMAT_VERSION, StreamError, peek_header
 from .xor_codec import EncodedWeight, decode, default_n_in, default_n_out, encode
+
+# The names of the first releases, kept: BCQ is one value model among several now.
+BCQResult = Quantized
+bcq_quantize = quantize
+bcq_dequantize = dequantize
 
 # Torch-dependent parts load on first use, so that importing sparsecodec never imports torch.
 _LAZY = {"compress_": "compress", "CompressionReport": "compress", "save": "serialization", "load": "serialization"}

@@ -2,10 +2,13 @@
 ``quantize_``, returning a report of what was converted and what was skipped, and why.
 
 ``config`` is one :class:`SQConfig` for every eligible layer, or a mapping from layer names to
-configs: exact names first, then ``"re:<regex>"`` patterns in order, then ``"_default"``; a value of
-``None`` skips the layer. Linear and Conv2d layers are converted (and Hugging Face's transposed
-``Conv1D``, as a linear layer); every other module with a weight, and every weight shared by several
-layers, is reported as skipped with the reason, never silently left alone.
+configs: exact names first, then ``"re:<regex>"`` patterns in order, then the kind keys
+``"_linear"``, ``"_conv2d"`` and ``"_embedding"`` (every layer of that kind), then ``"_default"``; a
+value of ``None`` skips the layer. Linear, Conv2d and Embedding layers are converted (and Hugging
+Face's transposed ``Conv1D``, as a linear layer); every other module with a weight, every weight
+shared by several layers (a tied embedding and LM head), and every layer with an option its
+compressed form cannot honour (an embedding's ``max_norm``) is reported as skipped with the reason,
+never silently left alone. The layer kinds are registered in :mod:`sparsecodec.nn.registry`.
 
 With an ``executor`` (any ``concurrent.futures.Executor``: a process pool, ``dask.distributed``'s
 ``Client.get_executor()``, Ray's ...), layers are encoded in parallel wherever the executor runs; each
@@ -27,10 +30,12 @@ import torch
 from torch import nn
 
 from .config import SQConfig
-from .nn.layers import SQConv2d, SQLinear
+from .nn.registry import LAYER_KINDS, LayerKind, compressed_types, is_hf_conv1d, kind_of
 from .xor_codec import EncodedWeight, encode
 
 ConfigSpec = SQConfig | Mapping[str, SQConfig | None]
+
+_SUPPORTED = ", ".join(k.base.__name__ for k in LAYER_KINDS.values()) + " and Hugging Face Conv1D"
 
 
 @dataclass
@@ -75,15 +80,10 @@ class CompressionReport:
         return "\n".join(lines)
 
 
-def _is_hf_conv1d(module: nn.Module) -> bool:
-    return (
-        type(module).__name__ == "Conv1D"
-        and hasattr(module, "nf")
-        and isinstance(getattr(module, "weight", None), torch.Tensor)
-    )
+_is_hf_conv1d = is_hf_conv1d  # the name this module used before the registry
 
 
-def _config_for(name: str, spec: ConfigSpec) -> tuple[SQConfig | None, str]:
+def _config_for(name: str, kind: LayerKind, spec: ConfigSpec) -> tuple[SQConfig | None, str]:
     if isinstance(spec, SQConfig):
         return spec, ""
     if name in spec:
@@ -91,6 +91,8 @@ def _config_for(name: str, spec: ConfigSpec) -> tuple[SQConfig | None, str]:
     for key, cfg in spec.items():
         if key.startswith("re:") and re.fullmatch(key[3:], name):
             return cfg, f"set to None by pattern {key!r}"
+    if kind.config_key in spec:
+        return spec[kind.config_key], f"set to None for {kind.base.__name__} layers by {kind.config_key!r}"
     if "_default" in spec:
         return spec["_default"], "no config (the default is None)"
     return None, "no config for this layer and no '_default'"
@@ -115,29 +117,31 @@ def compress_(
     if not isinstance(spec, (SQConfig, Mapping)):
         raise TypeError("config must be an SQConfig or a mapping from layer names to SQConfig / None")
 
+    compressed = compressed_types()
     owners: dict[int, list[str]] = {}
     for name, module in model.named_modules():
         w = getattr(module, "weight", None)
-        if isinstance(w, torch.Tensor) and not isinstance(module, (SQLinear, SQConv2d)):
+        if isinstance(w, torch.Tensor) and not isinstance(module, compressed):
             owners.setdefault(id(w), []).append(name)
 
     reports: list[LayerReport] = []
-    plans: list[tuple[str, nn.Module, SQConfig, LayerReport]] = []
+    plans: list[tuple[str, nn.Module, LayerKind, SQConfig, LayerReport]] = []
     for name, module in model.named_modules():
-        if isinstance(module, (SQLinear, SQConv2d)):
+        if isinstance(module, compressed):
             reports.append(LayerReport(name, type(module).__name__, False, "already compressed"))
             continue
         w = getattr(module, "weight", None)
         if not isinstance(w, torch.Tensor) or name == "":
             continue
-        kind = type(module).__name__
-        report = LayerReport(name, kind, False, shape=tuple(w.shape))
+        kind_name = type(module).__name__
+        report = LayerReport(name, kind_name, False, shape=tuple(w.shape))
         reports.append(report)
-        if not isinstance(module, (nn.Linear, nn.Conv2d)) and not _is_hf_conv1d(module):
-            report.reason = f"{kind} layers are not supported (Linear, Conv2d and Hugging Face Conv1D are)"
+        kind = kind_of(module)
+        if kind is None:
+            report.reason = f"{kind_name} layers are not supported ({_SUPPORTED} are)"
             continue
-        if type(module) not in (nn.Linear, nn.Conv2d) and not _is_hf_conv1d(module):
-            report.reason = f"{kind} is a subclass of {type(module).__mro__[1].__name__} with its own forward"
+        if not kind.converts(module):
+            report.reason = f"{kind_name} is a subclass of {type(module).__mro__[1].__name__} with its own forward"
             continue
         sharing = owners.get(id(w), [])
         if len(sharing) > 1:
@@ -146,24 +150,23 @@ def compress_(
         if filter_fn is not None and not filter_fn(module, name):
             report.reason = "excluded by filter_fn"
             continue
-        cfg, why = _config_for(name, spec)
+        cfg, why = _config_for(name, kind, spec)
         if cfg is None:
             report.reason = why
             continue
-        if isinstance(module, nn.Conv2d) and module.weight.dtype not in (
-            torch.float32,
-            torch.float16,
-            torch.bfloat16,
-            torch.float64,
-        ):
-            report.reason = f"weight dtype {module.weight.dtype} is not floating point"
+        if not w.dtype.is_floating_point:
+            report.reason = f"weight dtype {w.dtype} is not floating point"
             continue
-        plans.append((name, module, cfg, report))
+        unsupported = kind.unsupported(module)
+        if unsupported is not None:
+            report.reason = unsupported
+            continue
+        plans.append((name, module, kind, cfg, report))
 
     # Encode: every weight matrix is one task (a grouped convolution has one per group).
     tasks: list[tuple[int, np.ndarray, dict[str, Any]]] = []
-    for i, (_, module, cfg, _) in enumerate(plans):
-        for matrix in _matrices(module):
+    for i, (_, module, kind, cfg, _) in enumerate(plans):
+        for matrix in kind.matrices(module):
             tasks.append((i, matrix, cfg.encode_kwargs()))
     if executor is not None:
         futures = [executor.submit(_encode_task, m, kw) for _, m, kw in tasks]
@@ -175,9 +178,11 @@ def compress_(
     for (i, _, _), enc in zip(tasks, encoded, strict=True):
         per_plan.setdefault(i, []).append(enc)
 
-    for i, (name, module, cfg, report) in enumerate(plans):
+    # Build every compressed layer before swapping any in: a layer that fails to build leaves the
+    # model as it was.
+    built = [kind.build(module, per_plan[i], cfg) for i, (_, module, kind, cfg, _) in enumerate(plans)]
+    for i, ((name, _, _, cfg, report), new) in enumerate(zip(plans, built, strict=True)):
         encs = per_plan[i]
-        new = _compressed_module(module, encs, cfg)
         _set_submodule(model, name, new)
         n = sum(e.size for e in encs)
         report.converted = True
@@ -193,35 +198,6 @@ def compress_(
             "config": cfg.to_dict(),
         }
     return CompressionReport(reports)
-
-
-def _matrices(module: nn.Module) -> list[np.ndarray]:
-    w = module.weight.detach().to("cpu", torch.float32)
-    if _is_hf_conv1d(module):  # stores (in, out)
-        return [w.t().contiguous().numpy()]
-    if isinstance(module, nn.Conv2d):
-        g = module.groups
-        per = module.out_channels // g
-        return [w[k * per : (k + 1) * per].reshape(per, -1).numpy() for k in range(g)]
-    return [w.numpy()]
-
-
-def _compressed_module(module: nn.Module, encs: list[EncodedWeight], cfg: SQConfig) -> nn.Module:
-    if isinstance(module, nn.Conv2d):
-        return SQConv2d(
-            encs,
-            module.in_channels,
-            module.out_channels,
-            module.kernel_size,
-            module.stride,
-            module.padding,
-            module.dilation,
-            module.groups,
-            module.bias,
-            module.padding_mode,
-            cfg.strategy,
-        )
-    return SQLinear(encs[0], getattr(module, "bias", None), cfg.strategy)
 
 
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:

@@ -19,7 +19,9 @@ class SQConfig:
     """Compression settings of one layer (see :func:`sparsecodec.encode` for their meaning).
 
     ``strategy`` is the matmul kernel the layer runs (``"auto"`` picks per batch size). ``version``
-    is bumped when a field's meaning changes, so that stored configs keep their meaning.
+    is bumped when a field's meaning changes, so that stored configs keep their meaning. Fields left
+    at None take encode's default, which may depend on the mask (``depth``, ``seed``, ``layout`` and
+    ``mask_format`` differ when nothing is pruned).
     """
 
     sparsity: float = 0.9
@@ -27,10 +29,10 @@ class SQConfig:
     group_size: int | None = None
     method: str = "greedy"
     scale_dtype: str = "float16"
-    depth: int = 2
+    depth: int | None = None
     n_in: int | None = None
     n_out: int | None = None
-    seed: int = 0
+    seed: int | None = None
     layout: str | None = None
     mask_format: str | None = None
     rank: int | None = None

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from .quantizers import dequantize, quantize
 from .lowrank_search import lowrank_mask
 from .masks import BitmapMask, MaskFormat
 from .pruning import magnitude_mask
+from .quantizers import dequantize, quantize
 from .xor_codec import EncodedWeight, encode
 
 Schedule = float | Callable[[int], float]

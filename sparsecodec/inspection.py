@@ -257,17 +257,14 @@ def summarize_model(model: Any) -> list[LayerSummary]:
     other module whose weight has two or more dimensions (kept dense)."""
     import torch
 
-    from .nn.layers import SQConv2d, SQLinear
+    from .nn.registry import compressed_kind
 
     rows: list[LayerSummary] = []
     for name, module in model.named_modules():
-        if isinstance(module, (SQLinear, SQConv2d)):
+        kind = compressed_kind(module)
+        if kind is not None:
             streams = [getattr(module, s).detach().cpu().numpy().tobytes() for s in module._stream_names]
-            if isinstance(module, SQConv2d):
-                shape = (module.out_channels, module.in_channels // module.groups, *module.kernel_size)
-            else:
-                shape = (module.out_features, module.in_features)
-            rows.append(compressed_layer(name, type(module).__name__, shape, streams))
+            rows.append(compressed_layer(name, type(module).__name__, kind.weight_shape(module), streams))
             continue
         w = getattr(module, "weight", None)
         if name and isinstance(w, torch.Tensor) and w.dim() >= 2:

@@ -18,8 +18,7 @@ from torch import nn
 from .inspection import FILE_FORMAT as FORMAT
 from .inspection import FILE_FORMAT_VERSION as FORMAT_VERSION
 from .inspection import TENSOR_CRC_KEY, tensor_checksums
-from .nn.layers import SQConv2d, SQLinear
-from .nn.ops import encoded_weight
+from .nn.registry import compressed_kind, rebuild
 
 
 def _raw_bytes(tensors: dict[str, torch.Tensor]) -> dict[str, bytes]:
@@ -28,30 +27,17 @@ def _raw_bytes(tensors: dict[str, torch.Tensor]) -> dict[str, bytes]:
 
 
 def _module_spec(module: nn.Module) -> dict[str, Any]:
-    if isinstance(module, SQLinear):
-        return {"class": "SQLinear", "strategy": module.strategy}
-    if isinstance(module, SQConv2d):
-        return {
-            "class": "SQConv2d",
-            "in_channels": module.in_channels,
-            "out_channels": module.out_channels,
-            "kernel_size": list(module.kernel_size),
-            "stride": list(module.stride),
-            "padding": module.padding if isinstance(module.padding, str) else list(module.padding),
-            "dilation": list(module.dilation),
-            "groups": module.groups,
-            "padding_mode": module.padding_mode,
-            "bias": module.bias is not None,
-            "strategy": module.strategy,
-        }
-    raise TypeError(f"not a compressed module: {type(module).__name__}")
+    kind = compressed_kind(module)
+    if kind is None:
+        raise TypeError(f"not a compressed module: {type(module).__name__}")
+    return kind.spec(module)
 
 
 def save(model: nn.Module, path: str | os.PathLike) -> None:
     """Write ``model`` (with its compressed layers) to a safetensors file."""
     from safetensors.torch import save_file
 
-    compressed = {name: _module_spec(m) for name, m in model.named_modules() if isinstance(m, (SQLinear, SQConv2d))}
+    compressed = {name: _module_spec(m) for name, m in model.named_modules() if compressed_kind(m) is not None}
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {
         "format": FORMAT,
@@ -94,27 +80,11 @@ def load(path: str | os.PathLike, model: nn.Module, *, strict: bool = True) -> n
 
 
 def _rebuild(name: str, spec: dict[str, Any], tensors: dict[str, torch.Tensor]) -> nn.Module:
-    prefix = f"{name}." if name else ""
-    bias = tensors.get(prefix + "bias")
-    if spec["class"] == "SQLinear":
-        return SQLinear(encoded_weight(tensors[prefix + "encoded"]), bias, spec["strategy"])
-    groups = spec["groups"]
-    keys = [prefix + ("encoded" if groups == 1 else f"encoded{i}") for i in range(groups)]
-    encs = [encoded_weight(tensors[k]) for k in keys]
-    padding = spec["padding"] if isinstance(spec["padding"], str) else tuple(spec["padding"])
-    return SQConv2d(
-        encs,
-        spec["in_channels"],
-        spec["out_channels"],
-        tuple(spec["kernel_size"]),
-        tuple(spec["stride"]),
-        padding,
-        tuple(spec["dilation"]),
-        groups,
-        bias if spec["bias"] else None,
-        spec["padding_mode"],
-        spec["strategy"],
-    )
+    """The compressed layer ``name`` as its spec describes it (see :mod:`sparsecodec.nn.registry`)."""
+    try:
+        return rebuild(spec, tensors, f"{name}." if name else "")
+    except KeyError as exc:
+        raise ValueError(f"the file is damaged: layer {name!r} lacks {exc}") from None
 
 
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:

@@ -16,29 +16,9 @@ import sparsecodec as sc
 from sparsecodec.matmul import decode_row_set
 from sparsecodec.stream import read_stream, write_stream
 
-from conftest import assert_bit_equal, reference_decode, scalar_reference
+from conftest import assert_bit_equal, reference_decode, rtn_reference, scalar_reference
 
 METHODS = ("greedy", "alternating", "uniform")
-
-
-def rtn_reference(w: np.ndarray, bits: int, group_size: int | None, scale_dtype: str) -> np.ndarray:
-    """Round to nearest on an asymmetric uniform grid per group, written independently of the
-    library: range [min(w, 0), max(w, 0)], step rounded to the scale dtype, integer zero point."""
-    rows, cols = w.shape
-    gs = cols if group_size is None else group_size
-    maxq = 2**bits - 1
-    out = np.empty_like(w, dtype=np.float64)
-    for r in range(rows):
-        for c0 in range(0, cols, gs):
-            g = w[r, c0 : c0 + gs].astype(np.float64)
-            lo, hi = min(g.min(), 0.0), max(g.max(), 0.0)
-            if lo == hi:
-                lo, hi = -1.0, 1.0
-            step = float(np.asarray((hi - lo) / maxq).astype(scale_dtype))
-            zero = np.clip(np.round(-lo / step), 0, maxq)
-            k = np.clip(np.round(g / step) + zero, 0, maxq)
-            out[r, c0 : c0 + gs] = step * (k - zero)
-    return out
 
 
 def relative_error(w, approx) -> float:

@@ -45,6 +45,7 @@ SUITE = (
     BenchStep("matmul-stack", "matmul_stack.py", "matmul latency per layer through a stack (weights from memory)"),
     BenchStep("bandlimited-conv", "bandlimited_conv.py", "band-limited FFT convolution"),
     BenchStep("digits-bandlimited", "digits_bandlimited.py", "end to end: band-limited convolutions on digits"),
+    BenchStep("minilm-fidelity", "minilm_fidelity.py", "pretrained all-MiniLM-L6-v2: weight error, embeddings"),
 )
 # Files in bench/ that are helpers or pytest modules, never steps.
 _NOT_STEPS = ("readme_tables.py", "conftest.py")

@@ -1,4 +1,4 @@
-"""``sparsecodec demo``: the main job on the bundled example (see :mod:`sparsecodec.demo`)."""
+"""``sparsecodec demo``: the main job on the bundled example (see :mod:`sparsecodec.cli.demo_job`)."""
 
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ def run(args: argparse.Namespace) -> int:
             f"the demo needs torch and scikit-learn ({exc.name} is missing): "
             "pip install torch==2.13.0 && pip install 'sparsecodec[demo]'"
         ) from None
-    from ..demo import DemoOptions, run_demo
     from .console import make_console
+    from .demo_job import DemoOptions, run_demo
 
     options = DemoOptions(args.out, args.epochs, args.finetune_epochs, args.seed, args.retrain, not args.no_plot)
     return run_demo(options, make_console())

@@ -21,17 +21,17 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from .cli.progress import ProgressExecutor, progress_bar
-from .cli.tables import layer_table, size_text
-from .compress import compress_
-from .config import SQConfig
-from .deeptwist import DeepTwist, linear_and_conv_weights
-from .digits import DigitsCNN, DigitsData, accuracy, load_digits_split, train
-from .distortion import Distortion, MagnitudePruning
-from .info import build_info
-from .inspection import summarize_model, totals
-from .pruning import cubic_sparsity
-from .serialization import load, save
+from ..compress import compress_
+from ..config import SQConfig
+from ..deeptwist import DeepTwist, linear_and_conv_weights
+from ..digits import DigitsCNN, DigitsData, accuracy, load_digits_split, train
+from ..distortion import Distortion, MagnitudePruning
+from ..info import build_info
+from ..inspection import summarize_model, totals
+from ..pruning import cubic_sparsity
+from ..serialization import load, save
+from .progress import ProgressExecutor, progress_bar
+from .tables import layer_table, size_text
 
 #: The default SQConfig (90 % pruned, 2-bit BCQ, bitmap mask) for the two large layers; the first
 #: convolution (288 weights) and the classifier (1280 weights) stay dense, as is usual: they are 1 %
@@ -99,7 +99,7 @@ def run_demo(options: DemoOptions, console: Console) -> int:
 
     written = [f"compressed model  {path} ({size_text(file_bytes)})"]
     if options.plot:
-        from .plots import layer_bits_figure, save_figure
+        from ..plots import layer_bits_figure, save_figure
 
         try:
             figure = layer_bits_figure(

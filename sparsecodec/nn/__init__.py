@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
-from . import ops
+from . import ops, registry
 from .bandlimited import BandLimitedConv1d, BandLimitedConv2d
+from .embedding import SQEmbedding
 from .layers import SQConv2d, SQLinear
+from .registry import LAYER_KINDS, LayerKind
 
-__all__ = ["BandLimitedConv1d", "BandLimitedConv2d", "SQConv2d", "SQLinear", "ops"]
+__all__ = [
+    "LAYER_KINDS",
+    "BandLimitedConv1d",
+    "BandLimitedConv2d",
+    "LayerKind",
+    "SQConv2d",
+    "SQEmbedding",
+    "SQLinear",
+    "ops",
+    "registry",
+]

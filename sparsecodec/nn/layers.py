@@ -26,7 +26,7 @@ from . import ops
 _FROZEN_MESSAGE = (
     "the weight of a compressed layer is stored XOR-coded and cannot be trained: gradients flow to the "
     "input and the bias only. Fine-tune before compressing (e.g. with sparsecodec.deeptwist), or convert "
-    "back with to_linear() / to_conv2d()."
+    "back with to_linear() / to_conv2d() / to_embedding()."
 )
 
 
@@ -65,6 +65,7 @@ class _CompressedStreams(nn.Module):
 
     def _set_streams(self, encs: list[EncodedWeight]) -> None:
         self._stream_names = tuple(f"encoded{i}" if len(encs) > 1 else "encoded" for i in range(len(encs)))
+        self._stream_shapes = tuple(e.shape for e in encs)  # what the layer's other attributes assume
         for name, enc in zip(self._stream_names, encs, strict=True):
             self.register_buffer(name, _stream_tensor(enc))
 
@@ -84,11 +85,14 @@ class _CompressedStreams(nn.Module):
                     continue
                 setattr(self, name, torch.empty_like(incoming, device=getattr(self, name).device))
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
-        for name in self._stream_names:
+        for name, shape in zip(self._stream_names, self._stream_shapes, strict=True):
             try:
-                ops.encoded_weight(getattr(self, name))
+                enc = ops.encoded_weight(getattr(self, name))
             except ValueError as exc:
                 errors.append(f"{prefix + name}: {exc}")
+                continue
+            if enc.shape != shape:
+                errors.append(f"{prefix + name}: the stream holds a {enc.shape} weight, this layer a {shape} one")
 
     def _matmul(self, x: torch.Tensor, encoded: torch.Tensor, out_features: int) -> torch.Tensor:
         """``x @ W^T`` for the stream ``encoded`` through the ``sq_linear`` op, or, in plain eager

@@ -1,4 +1,5 @@
-"""The torch operators behind the compressed layers, registered with ``torch.library.custom_op``.
+"""The torch operators behind the compressed layers, registered with ``torch.library.custom_op``
+(``sq_linear`` and its input gradient, ``sq_embedding``).
 
 ``sparsecodec::sq_linear(x, encoded, out_features, strategy)`` computes ``x @ W^T`` where W is the
 weight held, XOR-coded, in ``encoded`` (the uint8 bytes of its stream). The op is opaque to
@@ -95,3 +96,73 @@ def _backward(ctx, grad):
 
 
 sq_linear.register_autograd(_backward, setup_context=_setup_context)
+
+
+# -------------------------------------------------------------------------------------------------
+# sparsecodec::sq_embedding(indices, encoded, embedding_dim): rows ``indices`` of the table held,
+# XOR-coded, in ``encoded``. Only the looked-up rows are decoded, each distinct one once. No input
+# is differentiable (integer indices, stream bytes), so the op has no autograd formula: the table
+# is frozen, as the compressed layers' weights are.
+
+_INDEX_DTYPES = frozenset(
+    getattr(torch, name)
+    for name in ("uint8", "int8", "int16", "int32", "int64", "uint16", "uint32", "uint64")
+    if hasattr(torch, name)
+)
+
+
+def check_index_dtype(indices: torch.Tensor) -> None:
+    """A TypeError unless ``indices`` is a tensor of an integer dtype."""
+    if not isinstance(indices, torch.Tensor):
+        raise TypeError(f"embedding indices must be a tensor, got {type(indices).__name__}")
+    if indices.dtype not in _INDEX_DTYPES:
+        raise TypeError(f"embedding indices must have an integer dtype, got {indices.dtype}")
+
+
+def embedding_forward(indices: torch.Tensor, encoded: torch.Tensor, embedding_dim: int) -> torch.Tensor:
+    """``weight[indices]`` (float32, shape ``(*indices.shape, embedding_dim)``) for the table held in the
+    stream ``encoded``: the body of the ``sq_embedding`` op, which layers also call directly in plain
+    eager mode. Raises TypeError for non-integer indices and ValueError for out-of-range ones."""
+    from ..matmul import decode_row_set
+
+    check_index_dtype(indices)
+    enc = encoded_weight(encoded)
+    n_rows, dim = enc.shape
+    if dim != embedding_dim:
+        raise ValueError(f"the stream holds rows of {dim} values, not embedding_dim={embedding_dim}")
+    shape = (*indices.shape, dim)
+    n = indices.numel()
+    if n == 0:
+        return torch.empty(shape, dtype=torch.float32, device=indices.device)
+    flat = indices.detach().reshape(-1)
+    if flat.device.type != "cpu":
+        flat = flat.cpu()
+    if flat.dtype != torch.int64:
+        flat = flat.to(torch.int64)
+    if n == 1:
+        unique, inverse = flat, None
+        lo = hi = flat.item()
+    else:
+        unique, inverse = torch.unique(flat, sorted=True, return_inverse=True)
+        lo, hi = unique[0].item(), unique[-1].item()
+    if lo < 0 or hi >= n_rows:
+        bad = lo if lo < 0 else hi
+        raise ValueError(
+            f"embedding index {bad} is out of range for a table of {n_rows} rows (valid: 0 .. {n_rows - 1})"
+        )
+    if unique.numel() == n:  # no repeats: decode the rows in the order asked, and gather nothing
+        out = torch.from_numpy(decode_row_set(enc, flat.numpy()))
+    else:  # each distinct row decoded once, then gathered
+        out = torch.from_numpy(decode_row_set(enc, unique.numpy())).index_select(0, inverse)
+    return out.reshape(shape).to(indices.device)
+
+
+@torch.library.custom_op("sparsecodec::sq_embedding", mutates_args=())
+def sq_embedding(indices: torch.Tensor, encoded: torch.Tensor, embedding_dim: int) -> torch.Tensor:
+    return embedding_forward(indices, encoded, embedding_dim)
+
+
+@sq_embedding.register_fake
+def _(indices, encoded, embedding_dim):
+    check_index_dtype(indices)
+    return indices.new_empty((*indices.shape, embedding_dim), dtype=torch.float32)
