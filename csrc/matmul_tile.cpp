@@ -44,8 +44,18 @@ void decode_tile(const MatmulWeight& w, const SliceLayout& layout, int64_t r0, i
             const int64_t g0 = group.first_pos, g1 = std::min(w.geo.length, g0 + group.positions);
             if (g0 >= last) break;
             if (g1 <= first) continue;
-            decode_group(*w.net, w.geo, layout, group, w.code + p * code_words, band_buf, group_buf);
             const int64_t a = std::max(g0, first), b = std::min(g1, last);
+            if (group.placement == Placement::linear) {
+                // Consecutive slices: decode only those overlapping [a, b) (a row of an embedding
+                // costs its own slices, not the group's).
+                const int64_t n_out = w.net->n_out;
+                const int64_t s0 = a / n_out, s1 = (b + n_out - 1) / n_out;
+                group_buf.assign(size_t(((s1 - s0) * n_out + 63) / 64 + 2), 0);
+                decode_slices(*w.net, w.geo, w.code + p * code_words, s0, s1, group_buf.data());
+                or_bit_range(group_buf.data(), a - s0 * n_out, b - a, dst.data(), a - first);
+                continue;
+            }
+            decode_group(*w.net, w.geo, layout, group, w.code + p * code_words, band_buf, group_buf);
             or_bit_range(group_buf.data(), a - g0, b - a, dst.data(), a - first);
         }
         const int64_t* begin = w.patches[size_t(p)];
