@@ -41,6 +41,7 @@ from readme_tables import write_results, write_section
 
 import sparsecodec as sc
 from sparsecodec.models import corpus, minilm
+from sparsecodec.quantizers.reference import rtn_asymmetric
 
 METHODS = ("greedy", "alternating", "uniform")
 BITS = (2, 3, 4, 8)
@@ -49,25 +50,6 @@ QUICK_EMBEDDING_ROWS = 4096
 
 
 # --- the reference quantiser -------------------------------------------------------------------
-
-
-def rtn(w: np.ndarray, bits: int, group_size: int | None, scale_dtype=np.float16) -> np.ndarray:
-    """Asymmetric round to nearest per group of columns (GPTQ's convention): range [min(w_min, 0),
-    max(w_max, 0)] ([-1, 1] if empty), step = range / (2^q - 1) rounded to ``scale_dtype``, zero point
-    z = clip(round(-min / step), 0, 2^q - 1), value step * (clip(round(w / step) + z, 0, 2^q - 1) - z)."""
-    maxq = 2**bits - 1
-    cols = w.shape[1]
-    size = cols if group_size is None else group_size
-    out = np.empty(w.shape, dtype=np.float64)
-    for c0 in range(0, cols, size):
-        g = w[:, c0 : c0 + size].astype(np.float64)
-        lo, hi = np.minimum(g.min(axis=1), 0.0), np.maximum(g.max(axis=1), 0.0)
-        flat = lo == hi
-        lo[flat], hi[flat] = -1.0, 1.0
-        step = ((hi - lo) / maxq).astype(scale_dtype).astype(np.float64)[:, None]
-        zero = np.clip(np.round(-lo[:, None] / step), 0, maxq)
-        out[:, c0 : c0 + size] = step * (np.clip(np.round(g / step) + zero, 0, maxq) - zero)
-    return out
 
 
 def rtn_scale_bpw(bits: int, group: int) -> float:
@@ -123,7 +105,7 @@ def weight_error_rows(matrices: dict[str, np.ndarray], missing: dict[str, str]) 
                 err_w = sq_sum = norm_sum = scale_bits = 0.0
                 for name, w in matrices.items():
                     if method == "rtn":
-                        w_hat = rtn(w, bits, group)
+                        w_hat = rtn_asymmetric(w, bits, group)
                         scale_bpw = rtn_scale_bpw(bits, group or w.shape[1])
                     else:
                         enc = sc.encode(
@@ -310,7 +292,7 @@ def fidelity_rows(model, tokenizer, sentences: list[str], quick: bool) -> list[d
         with torch.no_grad():
             for name in sizes:
                 weight = fake.get_submodule(name).weight
-                weight.copy_(torch.from_numpy(rtn(weight.detach().numpy(), bits, 128).astype(np.float32)))
+                weight.copy_(torch.from_numpy(rtn_asymmetric(weight.detach().numpy(), bits, 128).astype(np.float32)))
         row = {
             "name": f"RTN int{bits}, g128 (fake-quantised)",
             "kind": "peer",

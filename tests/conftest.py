@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import sparsecodec as sc
+from sparsecodec.quantizers.reference import rtn_asymmetric as rtn_reference  # noqa: F401  (shared)
 
 
 def reference_decode(w: np.ndarray, mask: np.ndarray, bits: int, **bcq_kwargs) -> np.ndarray:
@@ -20,27 +21,6 @@ def assert_bit_equal(a: np.ndarray, b: np.ndarray) -> None:
     assert a.shape == b.shape
     mismatch = a.view(np.uint32) != b.view(np.uint32)
     assert not mismatch.any(), f"{int(mismatch.sum())} entries differ, first at {np.argwhere(mismatch)[0]}"
-
-
-def rtn_reference(w: np.ndarray, bits: int, group_size: int | None, scale_dtype="float16") -> np.ndarray:
-    """Asymmetric round to nearest per group of ``group_size`` columns (None = per row), written
-    independently of the library, GPTQ's convention: the range [min(w_min, 0), max(w_max, 0)]
-    ([-1, 1] if it is empty), step s = range / (2^q - 1) rounded to the scale dtype, zero point
-    z = clip(round(-min / s), 0, 2^q - 1), value s * (clip(round(w / s) + z, 0, 2^q - 1) - z)."""
-    maxq = 2**bits - 1
-    cols = w.shape[1]
-    size = cols if group_size is None else group_size
-    out = np.empty(w.shape, dtype=np.float64)
-    for c0 in range(0, cols, size):
-        g = w[:, c0 : c0 + size].astype(np.float64)
-        lo = np.minimum(g.min(axis=1), 0.0)
-        hi = np.maximum(g.max(axis=1), 0.0)
-        flat = lo == hi
-        lo[flat], hi[flat] = -1.0, 1.0
-        step = ((hi - lo) / maxq).astype(scale_dtype).astype(np.float64)[:, None]
-        zero = np.clip(np.round(-lo[:, None] / step), 0, maxq)
-        out[:, c0 : c0 + size] = step * (np.clip(np.round(g / step) + zero, 0, maxq) - zero)
-    return out
 
 
 def scalar_reference(fn):
