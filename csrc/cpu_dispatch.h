@@ -2,7 +2,8 @@
 //
 // Every kernel has a scalar reference. The SIMD variants are compiled in their own translation units
 // with target flags and are only called when the running CPU reports the features (never chosen by
-// -march at build time). Tests force each level and compare results bit for bit.
+// -march at build time). Tests force each level and compare results bit for bit. The kernels of each
+// level are gathered in one table (kernel_table.h), selected by the active level.
 #pragma once
 
 #include <string>
@@ -17,6 +18,7 @@ SimdLevel detected_simd_level();
 SimdLevel active_simd_level();
 // Requests a level; it is capped at the detected level. Returns the level now active.
 SimdLevel set_simd_level(SimdLevel requested);
+// For code that picks its AVX2 paths itself rather than through kernel_table.h (the trellis encoder).
 inline bool use_avx2() { return active_simd_level() == SimdLevel::avx2; }
 
 const char* simd_level_name(SimdLevel level);

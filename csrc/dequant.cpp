@@ -1,7 +1,7 @@
 #include "dequant.h"
 
 #include "bitops.h"
-#include "cpu_dispatch.h"
+#include "kernel_table.h"
 
 namespace sc {
 
@@ -15,12 +15,7 @@ void dequant_range_scalar(const ScaleLayout& layout, const uint64_t* const* plan
 
 void dequant_range(const ScaleLayout& layout, const uint64_t* const* planes, const uint64_t* mask, int64_t p0,
                    int64_t count, float* out, bool nontemporal) {
-#ifdef SPARSECODEC_HAS_AVX2
-    if (use_avx2()) return dequant_range_avx2(layout, planes, mask, p0, count, out, nontemporal);
-#else
-    (void)nontemporal;
-#endif
-    dequant_range_scalar(layout, planes, mask, p0, count, out);
+    kernels().dequant_range(layout, planes, mask, p0, count, out, nontemporal);
 }
 
 }  // namespace sc

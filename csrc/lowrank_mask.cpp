@@ -6,6 +6,7 @@
 
 #include "bitops.h"
 #include "cpu_dispatch.h"
+#include "kernel_table.h"
 #include "parallel.h"
 
 namespace sc {
@@ -29,10 +30,7 @@ void lowrank_row_scalar(const LowRankGeometry& geo, const uint64_t* left, const 
 
 void lowrank_row(const LowRankGeometry& geo, const uint64_t* left, const uint64_t* right, int64_t i,
                  uint64_t* row_out) {
-#ifdef SPARSECODEC_HAS_AVX2
-    if (use_avx2()) return lowrank_row_avx2(geo, left, right, i, row_out);
-#endif
-    lowrank_row_scalar(geo, left, right, i, row_out);
+    kernels().lowrank_row(geo, left, right, i, row_out);
 }
 
 void lowrank_decode(const LowRankGeometry& geo, const uint64_t* left, const uint64_t* right, uint64_t* out) {

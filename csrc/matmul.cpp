@@ -5,6 +5,7 @@
 
 #include "bitops.h"
 #include "cpu_dispatch.h"
+#include "kernel_table.h"
 #include "parallel.h"
 
 namespace sc {
@@ -77,17 +78,9 @@ void prepare_input(const MatmulWeight& w, MatmulStrategy strategy, const float* 
     in.xt = xt;
 }
 
-// The lut kernel on rows `bits` for vector blocks [b0, b1) of lanes, AVX2 when the CPU has it.
-void lut_kernel(const MatmulWeight& w, const BitRows& bits, const MatmulInput& in, int64_t b0, int64_t b1,
-                std::vector<float>& scratch) {
-#ifdef SPARSECODEC_HAS_AVX2
-    if (use_avx2()) return lut_rows_avx2(w, bits, in, b0, b1, scratch);
-#endif
-    lut_rows_scalar(w, bits, in, b0, b1, scratch);
-}
-
 // Streaming: each tile of rows is decoded into cache-sized bit buffers, then runs every lane.
 void run_lut_streaming(const MatmulWeight& w, const MatmulInput& in) {
+    const auto lut_rows = kernels().lut_rows;
     const SliceLayout layout = make_layout(*w.net, w.geo);
     const int64_t rows_per_tile = tile_rows(w);
     const int64_t tiles = (w.rows + rows_per_tile - 1) / rows_per_tile;
@@ -101,7 +94,7 @@ void run_lut_streaming(const MatmulWeight& w, const MatmulInput& in) {
         for (int64_t t = 0; t < tiles; ++t) errors.run([&] {
             const int64_t r0 = t * rows_per_tile, r1 = std::min(w.rows, r0 + rows_per_tile);
             decode_tile(w, layout, r0, r1, tile, band_buf, group_buf);
-            lut_kernel(w, tile.view(), in, 0, in.blocks, scratch);
+            lut_rows(w, tile.view(), in, 0, in.blocks, scratch);
         });
     }
     errors.rethrow();
@@ -112,11 +105,12 @@ void run_lut_streaming(const MatmulWeight& w, const MatmulInput& in) {
 // enough tasks for every thread.
 // Threads for a product of about `work` elementary steps: one when waking the others would cost
 // more than it saves (a small layer at batch 1 runs in microseconds).
-int threads_for(int64_t work) { return work < (int64_t(1) << 12) ? 1 : max_threads(); }
+[[maybe_unused]] int threads_for(int64_t work) { return work < (int64_t(1) << 12) ? 1 : max_threads(); }
 
 void run_lut_cached(const MatmulWeight& w, const DecodedBits& bits, const MatmulInput& in) {
     constexpr int64_t kLutStateBytes = 1 << 20;
-    const int64_t lane_step = in.batch == 1 ? 1 : (use_avx2() ? lut_register_blocks(w.q()) : 1);
+    const Kernels& k = kernels();
+    const int64_t lane_step = in.batch == 1 ? 1 : k.lut_blocks(w.q());
     const int64_t lane_tasks = (in.blocks + lane_step - 1) / lane_step;
     const int64_t row_bytes = (2 + w.q()) * lane_step * kLanes * int64_t(sizeof(float));
     const int64_t splits = std::max<int64_t>(1, (4 * max_threads() + lane_tasks - 1) / lane_tasks);
@@ -130,7 +124,7 @@ void run_lut_cached(const MatmulWeight& w, const DecodedBits& bits, const Matmul
         for (int64_t t = 0; t < lane_tasks * row_tasks; ++t) errors.run([&] {
             const int64_t lanes = t / row_tasks, r0 = (t % row_tasks) * row_step;
             const int64_t b0 = lanes * lane_step, b1 = std::min(in.blocks, b0 + lane_step);
-            lut_kernel(w, bits.view(r0, std::min(w.rows, r0 + row_step)), in, b0, b1, scratch);
+            k.lut_rows(w, bits.view(r0, std::min(w.rows, r0 + row_step)), in, b0, b1, scratch);
         });
     }
     errors.rethrow();
@@ -140,16 +134,12 @@ void run_sparse(const MatmulWeight& w, const SparsePlan& plan, const MatmulInput
     // Batches share each slice of x among the rows of a task: larger tasks, fewer passes over x.
     const int64_t rows_per_task = in.batch == 1 ? 32 : 128;
     const int64_t tasks = (w.rows + rows_per_task - 1) / rows_per_task;
-    const bool avx2 = use_avx2();
+    const auto sparse_rows = kernels().sparse_rows;
     ExceptionCollector errors;
 #pragma omp parallel for num_threads(threads_for(plan.seg[w.rows * w.scales.groups] * in.blocks)) schedule(dynamic, 1)
     for (int64_t t = 0; t < tasks; ++t) errors.run([&] {
         const int64_t r0 = t * rows_per_task, r1 = std::min(w.rows, r0 + rows_per_task);
-#ifdef SPARSECODEC_HAS_AVX2
-        if (avx2) return sparse_rows_avx2(w, plan, r0, r1, in);
-#endif
-        sparse_rows_scalar(w, plan, r0, r1, in);
-        (void)avx2;
+        sparse_rows(w, plan, r0, r1, in);
     });
     errors.rethrow();
 }

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "cpu_dispatch.h"
+#include "kernel_table.h"
 #include "parallel.h"
 #include "slice_solver.h"
 #include "trellis_encoder.h"
@@ -180,10 +181,7 @@ void decode_slices_scalar(const XorNetwork& net, const PlaneGeometry& geo, const
 
 void decode_slices(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int64_t s0,
                    int64_t s1, uint64_t* out) {
-#ifdef SPARSECODEC_HAS_AVX2
-    if (use_avx2()) return decode_slices_avx2(net, geo, code, s0, s1, out);
-#endif
-    decode_slices_scalar(net, geo, code, s0, s1, out);
+    kernels().decode_slices(net, geo, code, s0, s1, out);
 }
 
 namespace {
@@ -212,12 +210,9 @@ void band_outputs(const uint64_t* x, const XorNetwork& net, uint64_t* out) {
 
 void decode_band(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int64_t t0, int slices,
                  uint64_t* out) {
+    const Kernels& k = kernels();
     uint64_t x[64];
-#ifdef SPARSECODEC_HAS_AVX2
-    const bool fast = slices == 64 && use_avx2() && band_inputs_bmi2(net, geo, code, t0, x);
-#else
-    const bool fast = false;
-#endif
+    const bool fast = slices == 64 && k.band_inputs(net, geo, code, t0, x);
     if (!fast) {
         std::fill(x, x + 64, uint64_t(0));
         WindowCursor cursor(net, geo, code, t0);
@@ -227,10 +222,7 @@ void decode_band(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t
         }
         transpose64(x);  // x[c]: bit c of the windows
     }
-#ifdef SPARSECODEC_HAS_AVX2
-    if (use_avx2()) return band_outputs_avx2(x, net, out);
-#endif
-    band_outputs_scalar(x, net, out);
+    k.band_outputs(x, net, out);
 }
 
 void band_outputs_scalar(const uint64_t* x, const XorNetwork& net, uint64_t* out) {

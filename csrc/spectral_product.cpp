@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "cpu_dispatch.h"
+#include "kernel_table.h"
 #include "parallel.h"
 
 namespace sc {
@@ -45,10 +46,7 @@ void spectral_product_block_scalar(const SpectralProductShape& shape, const Spec
 
 void spectral_product(const SpectralProductShape& shape, const SpectralView<const float>& a,
                       const SpectralView<const float>& b, bool conj_b, const SpectralView<float>& out) {
-    auto block = &spectral_product_block_scalar;
-#ifdef SPARSECODEC_HAS_AVX2
-    if (use_avx2()) block = &spectral_product_block_avx2;
-#endif
+    const auto block = kernels().spectral_product_block;
     const int64_t bin_blocks = (shape.bins + kBinsPerBlock - 1) / kBinsPerBlock;
     const int64_t units = shape.groups * bin_blocks;
     ExceptionCollector errors;

@@ -1,0 +1,205 @@
+// The native Weight and what runs on it: dense and row decoding, dequantisation of decoded planes, the
+// compressed matmul and its run-time caches (DecodedBits, SparsePlan).
+#include "bind_util.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dense_decode.h"
+#include "dequant.h"
+#include "matmul.h"
+
+namespace sc {
+namespace bindings {
+
+namespace {
+
+// A weight's sparse form, built (and so validated) natively; Python holds it as an opaque object.
+struct SparsePlanHolder {
+    int64_t rows, cols, group_size;
+    int q;
+    std::vector<int64_t> seg;
+    std::vector<uint16_t> entries;
+    std::vector<uint8_t> codes;
+    SparsePlan view() const { return SparsePlan{seg.data(), entries.data(), codes.empty() ? nullptr : codes.data(), q}; }
+};
+
+struct DecodedBitsHolder {
+    DecodedBits bits;
+};
+
+}  // namespace
+
+void register_weight(py::module_& m) {
+    py::class_<NativeWeight>(m, "Weight",
+                             "An encoded weight as the kernels take it: arrays and parameters checked once, then kept.")
+        .def(py::init(&make_weight), py::kw_only(), py::arg("code"), py::arg("patches"), py::arg("mask"),
+             py::arg("rows"), py::arg("cols"), py::arg("scales"), py::arg("offsets"), py::arg("group_size"),
+             py::arg("n_in"), py::arg("n_out"), py::arg("depth"), py::arg("seed"), py::arg("chain"),
+             py::arg("layout"), py::arg("group_bands"))
+        .def_property_readonly("shape", [](const NativeWeight& nw) { return py::make_tuple(nw.weight.rows, nw.weight.cols); })
+        .def_property_readonly("bits", [](const NativeWeight& nw) { return nw.weight.q(); })
+        .def_property_readonly("has_offsets", [](const NativeWeight& nw) { return nw.weight.scales.offsets != nullptr; });
+
+    m.def(
+        "decode_dense",
+        [](const NativeWeight& nw, py::object mask_obj, py::object out_obj) {
+            const MatmulWeight& w = nw.weight;
+            auto mask = require_array<uint64_t>(mask_obj, "mask", 1);
+            require_len(mask, 0, w.geo.plane_words(), "mask");
+            py::array_t<float> out;
+            if (out_obj.is_none()) {
+                out = py::array_t<float>({w.rows, w.cols});
+            } else {
+                out = require_array<float>(out_obj, "out", 2);
+                require_len(out, 0, w.rows, "out");
+                require_len(out, 1, w.cols, "out");
+                if (!out.writeable()) throw std::invalid_argument("out must be writeable");
+            }
+            {
+                py::gil_scoped_release release;
+                decode_dense(*w.net, w.geo, w.code, w.q(), w.patches, w.patch_counts, mask.data(), w.scales,
+                             out.mutable_data());
+            }
+            return out;
+        },
+        py::arg("weight"), py::arg("mask"), py::arg("out") = py::none(),
+        "Decode an encoded matrix straight to dense float32 (planes, patches, mask and scales fused); mask: its "
+        "keep bits.");
+
+    m.def(
+        "decode_row_set",
+        [](const NativeWeight& nw, py::object rows_obj, py::object out_obj) {
+            const MatmulWeight& w = nw.weight;
+            auto rows = require_array<int64_t>(rows_obj, "rows", 1);
+            auto out = require_array<float>(out_obj, "out", 2);
+            require_len(out, 0, rows.shape(0), "out");
+            require_len(out, 1, w.cols, "out");
+            if (!out.writeable()) throw std::invalid_argument("out must be writeable");
+            std::vector<int64_t> index(rows.data(), rows.data() + rows.shape(0));
+            for (int64_t r : index)
+                if (r < 0 || r >= w.rows) throw std::invalid_argument("row index out of range");
+            py::gil_scoped_release release;
+            decode_row_set(w, index.data(), int64_t(index.size()), out.mutable_data());
+        },
+        py::arg("weight"), py::arg("rows"), py::arg("out"),
+        "Dequantised rows rows[i] of an encoded weight into out[i] (only those rows' slices are decoded).");
+
+    m.def(
+        "dequantize",
+        [](py::object planes_obj, py::object mask_obj, int64_t rows, int64_t cols, py::object scales_obj,
+           int64_t group_size, bool nontemporal, py::object offsets_obj) {
+            auto planes = require_array<uint64_t>(planes_obj, "planes", 2);
+            auto mask = require_array<uint64_t>(mask_obj, "mask", 1);
+            auto scales = require_array<float>(scales_obj, "scales", 3);
+            py::array_t<float> offsets;
+            const int64_t words = (matrix_size(rows, cols) + 63) / 64;
+            require_len(planes, 1, words, "planes");
+            require_len(mask, 0, words, "mask");
+            const int q = int(planes.shape(0));
+            ScaleLayout layout = scale_layout(scales, rows, cols, group_size, q);
+            layout.offsets = offsets_of(offsets_obj, layout, rows, offsets);
+            py::array_t<float> out({rows, cols});
+            {
+                py::gil_scoped_release release;
+                std::vector<const uint64_t*> ptrs;
+                for (int i = 0; i < q; ++i) ptrs.push_back(planes.data() + i * words);
+                dequant_range(layout, ptrs.data(), mask.data(), 0, rows * cols, out.mutable_data(), nontemporal);
+            }
+            return out;
+        },
+        py::arg("planes"), py::arg("mask"), py::arg("rows"), py::arg("cols"), py::arg("scales"), py::arg("group_size"),
+        py::arg("nontemporal") = false, py::arg("offsets") = py::none(),
+        "Dequantise already-decoded bit-planes (the reference for decode_dense's last step).");
+
+    m.def(
+        "decode_rows",
+        [](const NativeWeight& nw, int64_t r0, int64_t r1, py::object out_obj) {
+            const MatmulWeight& w = nw.weight;
+            if (r0 < 0 || r1 > w.rows || r0 >= r1) throw std::invalid_argument("row range out of bounds");
+            auto out = require_array<float>(out_obj, "out", 2);
+            if (out.shape(0) < r1 - r0 || out.shape(1) != w.cols || !out.writeable())
+                throw std::invalid_argument("out must be a writeable float32 array of at least (r1 - r0, cols)");
+            {
+                py::gil_scoped_release release;
+                decode_rows(w, r0, r1, out.mutable_data());
+            }
+        },
+        py::arg("weight"), py::arg("r0"), py::arg("r1"), py::arg("out"),
+        "Dequantised rows [r0, r1) of an encoded weight into out (a decoded tile).");
+
+    m.def(
+        "matmul",
+        [](py::object x_obj, const NativeWeight& nw, const std::string& strategy, py::object plan_obj) {
+            const MatmulWeight& w = nw.weight;
+            const int64_t rows = w.rows, cols = w.cols, group_size = w.scales.group_size;
+            auto x = require_array<float>(x_obj, "x", 2);
+            require_len(x, 1, cols, "x");
+            MatmulStrategy kind;
+            SparsePlan plan;
+            const DecodedBits* bits = nullptr;
+            if (strategy == "lut") {
+                kind = MatmulStrategy::lut;
+                if (!plan_obj.is_none()) {
+                    bits = &plan_obj.cast<const DecodedBitsHolder&>().bits;
+                    if (bits->rows != rows || bits->cols != cols || int(bits->planes.size()) != w.q())
+                        throw std::invalid_argument("the DecodedBits were built for another weight shape or bit count");
+                }
+            } else if (strategy == "sparse") {
+                kind = MatmulStrategy::sparse;
+                if (plan_obj.is_none()) throw std::invalid_argument("the sparse strategy needs a SparsePlan");
+                const SparsePlanHolder& holder = plan_obj.cast<const SparsePlanHolder&>();
+                if (holder.rows != rows || holder.cols != cols || holder.group_size != group_size || holder.q != w.q())
+                    throw std::invalid_argument("the SparsePlan was built for another weight shape or grouping");
+                plan = holder.view();
+            } else {
+                throw std::invalid_argument("strategy must be 'lut' or 'sparse', got '" + strategy + "'");
+            }
+            const int64_t batch = x.shape(0);
+            py::array_t<float> out({batch, rows});
+            if (batch > 0) {
+                py::gil_scoped_release release;
+                compressed_matmul(w, kind, kind == MatmulStrategy::sparse ? &plan : nullptr, bits, x.data(), batch,
+                                  out.mutable_data());
+            }
+            return out;
+        },
+        py::arg("x"), py::arg("weight"), py::arg("strategy"), py::arg("plan"),
+        "x @ W^T from the compressed weight with the 'lut' kernel (plan: DecodedBits, or None to decode as it goes) "
+        "or the 'sparse' kernel (plan: SparsePlan); returns (batch, rows) float32.");
+
+    py::class_<DecodedBitsHolder>(m, "DecodedBits",
+                                  "A weight's decoded sign planes and keep-mask for the lut kernel: (1 + q) bits per weight.")
+        .def(py::init([](const NativeWeight& nw) {
+                 auto holder = std::make_unique<DecodedBitsHolder>();
+                 {
+                     py::gil_scoped_release release;
+                     decode_all_bits(nw.weight, holder->bits);
+                 }
+                 return holder;
+             }),
+             py::arg("weight"))
+        .def_property_readonly("nbytes", [](const DecodedBitsHolder& h) { return h.bits.nbytes(); });
+
+    py::class_<SparsePlanHolder>(m, "SparsePlan",
+                                 "A weight's sparse form for the sparse kernel: per kept weight its column and bit pattern.")
+        .def(py::init([](const NativeWeight& nw) {
+                 const MatmulWeight& w = nw.weight;
+                 auto holder = std::make_unique<SparsePlanHolder>(
+                     SparsePlanHolder{w.rows, w.cols, w.scales.group_size, w.q(), {}, {}, {}});
+                 {
+                     py::gil_scoped_release release;
+                     build_sparse_plan(w, holder->seg, holder->entries, holder->codes);
+                 }
+                 return holder;
+             }),
+             py::arg("weight"))
+        .def_property_readonly("kept", [](const SparsePlanHolder& h) { return h.seg.back(); })
+        .def_property_readonly("nbytes", [](const SparsePlanHolder& h) {
+            return int64_t(h.seg.size() * sizeof(int64_t) + h.entries.size() * sizeof(uint16_t) + h.codes.size());
+        });
+}
+
+}  // namespace bindings
+}  // namespace sc

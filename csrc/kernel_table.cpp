@@ -1,0 +1,66 @@
+#include "kernel_table.h"
+
+#include "dequant.h"
+#include "lowrank_mask.h"
+#include "matmul_kernels.h"
+#include "plane_codec.h"
+#include "spectral_product.h"
+
+namespace sc {
+
+namespace {
+
+// Adapters giving the scalar kernels the table's signatures.
+void dequant_range_scalar_nt(const ScaleLayout& layout, const uint64_t* const* planes, const uint64_t* mask,
+                             int64_t p0, int64_t count, float* out, bool /*nontemporal*/) {
+    dequant_range_scalar(layout, planes, mask, p0, count, out);
+}
+
+bool band_inputs_none(const XorNetwork&, const PlaneGeometry&, const uint64_t*, int64_t, uint64_t*) { return false; }
+
+int lut_blocks_one(int) { return 1; }  // the scalar lut kernel takes one block of lanes at a time
+
+constexpr Kernels kScalar = [] {
+    Kernels k{};
+    k.level = SimdLevel::scalar;
+    k.decode_slices = &decode_slices_scalar;
+    k.band_inputs = &band_inputs_none;
+    k.band_outputs = &band_outputs_scalar;
+    k.dequant_range = &dequant_range_scalar_nt;
+    k.lowrank_row = &lowrank_row_scalar;
+    k.lut_rows = &lut_rows_scalar;
+    k.lut_blocks = &lut_blocks_one;
+    k.sparse_rows = &sparse_rows_scalar;
+    k.spectral_product_block = &spectral_product_block_scalar;
+    return k;
+}();
+
+#ifdef SPARSECODEC_HAS_AVX2
+constexpr Kernels kAvx2 = [] {
+    Kernels k{};
+    k.level = SimdLevel::avx2;
+    k.decode_slices = &decode_slices_avx2;
+    k.band_inputs = &band_inputs_bmi2;
+    k.band_outputs = &band_outputs_avx2;
+    k.dequant_range = &dequant_range_avx2;
+    k.lowrank_row = &lowrank_row_avx2;
+    k.lut_rows = &lut_rows_avx2;
+    k.lut_blocks = &lut_register_blocks;
+    k.sparse_rows = &sparse_rows_avx2;
+    k.spectral_product_block = &spectral_product_block_avx2;
+    return k;
+}();
+#endif
+
+}  // namespace
+
+const Kernels& kernels_for(SimdLevel level) {
+#ifdef SPARSECODEC_HAS_AVX2
+    if (level == SimdLevel::avx2) return kAvx2;
+#else
+    (void)level;
+#endif
+    return kScalar;
+}
+
+}  // namespace sc

@@ -1,0 +1,73 @@
+// The kernels that exist per SIMD level, as one table of function pointers per level.
+//
+// Every entry of the scalar table is the portable reference; the AVX2 table (only when the AVX2
+// translation units are compiled in) holds the AVX2/BMI2 twins, which give bit-identical results.
+// kernels() returns the table of the level active now (cpu_dispatch.h), so set_simd_level switches
+// every kernel below at run time. The dispatching entry points (decode_slices, dequant_range,
+// lowrank_row, the matmul and spectral-product drivers, ...) read the table; nothing else tests the
+// level. The trellis encoder still chooses its BMI2/AVX2 paths itself (see trellis_encoder.cpp).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "cpu_dispatch.h"
+
+namespace sc {
+
+struct XorNetwork;
+struct PlaneGeometry;
+struct ScaleLayout;
+struct LowRankGeometry;
+struct MatmulWeight;
+struct BitRows;
+struct MatmulInput;
+struct SparsePlan;
+struct SpectralProductShape;
+template <class T>
+struct SpectralView;
+
+struct Kernels {
+    SimdLevel level;
+
+    // plane_codec.h: slices [s0, s1) of one plane (decode_slices).
+    void (*decode_slices)(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int64_t s0,
+                          int64_t s1, uint64_t* out);
+    // plane_codec.h: decode_band's transposed inputs for a full band, or false when this level has no
+    // shortcut for the network (x untouched; the caller transposes the windows).
+    bool (*band_inputs)(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int64_t t0,
+                        uint64_t* x);
+    // plane_codec.h: decode_band's outputs from its transposed inputs.
+    void (*band_outputs)(const uint64_t* x, const XorNetwork& net, uint64_t* out);
+
+    // dequant.h: dequant_range (the scalar kernel ignores `nontemporal`).
+    void (*dequant_range)(const ScaleLayout& layout, const uint64_t* const* planes, const uint64_t* mask, int64_t p0,
+                          int64_t count, float* out, bool nontemporal);
+
+    // lowrank_mask.h: one mask row of a low-rank index.
+    void (*lowrank_row)(const LowRankGeometry& geo, const uint64_t* left, const uint64_t* right, int64_t i,
+                        uint64_t* row_out);
+
+    // matmul_kernels.h: the lut kernel on decoded bit rows, and the vector blocks of lanes it holds in
+    // registers at once for q planes (a batched task covers a multiple of this).
+    void (*lut_rows)(const MatmulWeight& w, const BitRows& rows, const MatmulInput& in, int64_t block0,
+                     int64_t block1, std::vector<float>& scratch);
+    int (*lut_blocks)(int q);
+    // matmul_kernels.h: the sparse kernel on rows [r0, r1).
+    void (*sparse_rows)(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int64_t r1,
+                        const MatmulInput& in);
+
+    // spectral_product.h: group g, bins [m0, m1) of the spectral product.
+    void (*spectral_product_block)(const SpectralProductShape& shape, const SpectralView<const float>& a,
+                                   const SpectralView<const float>& b, bool conj_b, const SpectralView<float>& out,
+                                   int64_t g, int64_t m0, int64_t m1);
+};
+
+// The table of a level (the scalar one for a level not compiled in).
+const Kernels& kernels_for(SimdLevel level);
+
+// The table of the active level. Read it once per call when a call runs several kernels, so that they
+// all come from the same level.
+inline const Kernels& kernels() { return kernels_for(active_simd_level()); }
+
+}  // namespace sc
