@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import sparsecodec as sc
-from sparsecodec.bitpack import pack_bits
+from sparsecodec.formats.bitpack import pack_bits
 
 # 64 MiB of float32: twice the 32 MiB last-level cache, so the layer measures memory, not cache.
 ROWS, COLS = 4096, 4096

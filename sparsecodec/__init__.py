@@ -14,16 +14,16 @@ from __future__ import annotations
 from typing import Any
 
 from .config import SQConfig
-from .index_costs import index_costs
+from .formats.stream import FORMAT_VERSION, StreamError, peek_header
+from .formats.xor_codec import EncodedWeight, decode, default_n_in, default_n_out, encode
 from .info import __version__, build_info, get_num_threads, set_num_threads, set_simd_level
-from .lowrank_index import LowRankMask
-from .lowrank_search import lowrank_mask, retained_importance
 from .masks import BitmapMask, MaskFormat
+from .masks.index_costs import index_costs
+from .masks.lowrank import LowRankMask
+from .masks.lowrank_search import lowrank_mask, retained_importance
+from .masks.pruning import cubic_sparsity, global_magnitude_masks, magnitude_mask
 from .matmul import matmul, matmul_transposed
-from .pruning import cubic_sparsity, global_magnitude_masks, magnitude_mask
 from .quantizers import Quantized, dequantize, quantization_error, quantize
-from .stream import FORMAT_VERSION, StreamError, peek_header
-from .xor_codec import EncodedWeight, decode, default_n_in, default_n_out, encode
 
 # The names of the first releases, kept: BCQ is one value model among several now.
 BCQResult = Quantized

@@ -30,8 +30,8 @@ import torch
 from torch import nn
 
 from .config import SQConfig
+from .formats.xor_codec import EncodedWeight, encode
 from .nn.registry import LAYER_KINDS, LayerKind, compressed_types, is_hf_conv1d, kind_of
-from .xor_codec import EncodedWeight, encode
 
 ConfigSpec = SQConfig | Mapping[str, SQConfig | None]
 

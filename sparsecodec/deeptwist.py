@@ -24,8 +24,8 @@ import numpy as np
 import torch
 
 from .distortion import Distortion
+from .formats.xor_codec import EncodedWeight, decode
 from .masks import MaskFormat
-from .xor_codec import EncodedWeight, decode
 
 
 def linear_and_conv_weights(model: torch.nn.Module, exclude: Iterable[str] = ()) -> dict[str, torch.nn.Parameter]:

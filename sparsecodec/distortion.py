@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from .lowrank_search import lowrank_mask
+from .formats.xor_codec import EncodedWeight, encode
 from .masks import BitmapMask, MaskFormat
-from .pruning import magnitude_mask
+from .masks.lowrank_search import lowrank_mask
+from .masks.pruning import magnitude_mask
 from .quantizers import dequantize, quantize
-from .xor_codec import EncodedWeight, encode
 
 Schedule = float | Callable[[int], float]
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import _native
-from .stream import FORMAT_VERSION
+from .formats.stream import FORMAT_VERSION
 
 __version__ = "0.1.0"
 

@@ -20,8 +20,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .stream import MAGIC, peek_header
-from .xor_codec import EncodedWeight
+from .formats.stream import MAGIC, peek_header
+from .formats.xor_codec import EncodedWeight
 
 #: Bits-per-weight components of a compressed layer, in display order.
 COMPONENTS = ("values", "patches", "mask", "scales")

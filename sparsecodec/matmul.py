@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from . import _native
+from .formats.xor_codec import EncodedWeight, native_weight
 from .options import STRATEGIES
-from .xor_codec import EncodedWeight, native_weight
 
 TILE_FLOATS = 1 << 20  # decoded tile of the dense strategy (and SQConv2d's decoded convolution): 4 MiB
 

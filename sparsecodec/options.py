@@ -7,11 +7,10 @@ format is one unit that registers itself); the functions read them at call time.
 
 from __future__ import annotations
 
-from . import lowrank_index  # noqa: F401  (registers the "lowrank" mask format)
 from .masks import MASK_FORMATS
 from .quantizers import METHODS, SCALE_DTYPES, VALUE_MODELS
 
-#: Slice layouts of the XOR-coded planes (see sparsecodec.xor_codec.XorSpec).
+#: Slice layouts of the XOR-coded planes (see sparsecodec.formats.xor_codec.XorSpec).
 LAYOUTS = ("linear", "scatter")
 #: Matmul strategies of the compressed layers (see sparsecodec.matmul).
 STRATEGIES = ("auto", "sparse", "lut", "lut_stream", "dense")

@@ -9,7 +9,7 @@ import pytest
 
 import sparsecodec as sc
 from sparsecodec._native import core
-from sparsecodec.bitpack import pack_bits, unpack_bits
+from sparsecodec.formats.bitpack import pack_bits, unpack_bits
 
 from conftest import assert_bit_equal
 

@@ -79,7 +79,7 @@ def test_loading_never_re_encodes(models_module, tmp_path, monkeypatch):
     model = models.mlp()
     sc.compress_(model, sc.SQConfig(sparsity=0.9))
     sc.save(model, tmp_path / "m.safetensors")
-    import sparsecodec.xor_codec as xc
+    import sparsecodec.formats.xor_codec as xc
 
     def forbidden(*a, **k):
         raise AssertionError("load must not encode")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import sparsecodec as sc
-from sparsecodec.stream import FORMAT_VERSION, MAGIC, StreamError, read_stream, write_stream
+from sparsecodec.formats.stream import FORMAT_VERSION, MAGIC, StreamError, read_stream, write_stream
 
 
 def _with_crc(body: bytes) -> bytes:
@@ -49,7 +49,7 @@ def test_container_round_trip():
 
 def test_header_can_be_inspected_without_decoding(streams):
     info = sc.peek_header(streams[0])
-    assert info["method"] == "xor-bcq" and info["format_version"] == sc.stream.FORMAT_VERSION
+    assert info["method"] == "xor-bcq" and info["format_version"] == sc.FORMAT_VERSION
     assert info["shape"] == [40, 70] and info["bits"] == 2 and info["xor"]["depth"] == 2
 
 

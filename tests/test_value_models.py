@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sparsecodec as sc
+from sparsecodec.formats.stream import read_stream, write_stream
 from sparsecodec.matmul import decode_row_set
-from sparsecodec.stream import read_stream, write_stream
 
 from conftest import assert_bit_equal, reference_decode, rtn_reference, scalar_reference
 

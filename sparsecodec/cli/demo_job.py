@@ -28,7 +28,7 @@ from ..digits import DigitsCNN, DigitsData, accuracy, load_digits_split, train
 from ..distortion import Distortion, MagnitudePruning
 from ..info import build_info
 from ..inspection import summarize_model, totals
-from ..pruning import cubic_sparsity
+from ..masks.pruning import cubic_sparsity
 from ..serialization import load, save
 from .progress import ProgressExecutor, progress_bar
 from .tables import layer_table, size_text

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..config import SQConfig
-from ..xor_codec import EncodedWeight, decode
+from ..formats.xor_codec import EncodedWeight, decode
 from . import ops
 from .layers import _CompressedStreams, _encode_matrix, _FrozenWeight, _plain_eager
 

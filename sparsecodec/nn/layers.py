@@ -19,8 +19,8 @@ from torch.nn import functional as F
 from torch.nn.modules.utils import _pair
 
 from ..config import SQConfig
+from ..formats.xor_codec import EncodedWeight, decode, encode
 from ..matmul import TILE_FLOATS, choose_strategy
-from ..xor_codec import EncodedWeight, decode, encode
 from . import ops
 
 _FROZEN_MESSAGE = (

@@ -17,8 +17,8 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from ..formats.xor_codec import EncodedWeight
 from ..matmul import matmul, matmul_transposed
-from ..xor_codec import EncodedWeight
 
 _CACHE: OrderedDict[tuple[int, int, int], EncodedWeight] = OrderedDict()
 _CACHE_SIZE = 4096

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..config import SQConfig
-from ..xor_codec import EncodedWeight
+from ..formats.xor_codec import EncodedWeight
 from .embedding import SQEmbedding, unsupported_option
 from .layers import SQConv2d, SQLinear
 from .ops import encoded_weight

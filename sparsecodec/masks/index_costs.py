@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .lowrank_index import LowRankMask
-from .masks import MaskFormat
+from .base import MaskFormat
+from .lowrank import LowRankMask
 
 
 def index_costs(mask: Any) -> dict[str, dict[str, float]]:

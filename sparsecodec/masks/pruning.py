@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .validation import as_fraction
+from ..validation import as_fraction
 
 
 def magnitude_mask(weights: np.ndarray, sparsity: float) -> np.ndarray:

@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _native
-from .bitpack import count_bits, pack_rows
-from .lowrank_index import MAX_RANK, LowRankMask, normalize_tile, tile_grid
-from .validation import as_fraction, as_int
+from .. import _native
+from ..formats.bitpack import count_bits, pack_rows
+from ..validation import as_fraction, as_int
+from .lowrank import MAX_RANK, LowRankMask, normalize_tile, tile_grid
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .bitpack import bytes_to_words, count_bits, pack_bits, unpack_bits, words_to_bytes
-from .stream import StreamError
+from ..formats.bitpack import bytes_to_words, count_bits, pack_bits, unpack_bits, words_to_bytes
+from ..formats.stream import StreamError
 
 
 class MaskFormat(ABC):

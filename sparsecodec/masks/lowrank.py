@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _native
-from .bitpack import bytes_to_words, pack_bits, pack_rows, unpack_bits, words_to_bytes
-from .masks import MaskFormat, register_mask_format
-from .stream import StreamError
+from .. import _native
+from ..formats.bitpack import bytes_to_words, pack_bits, pack_rows, unpack_bits, words_to_bytes
+from ..formats.stream import StreamError
+from .base import MaskFormat, register_mask_format
 
 MAX_RANK = 64
 

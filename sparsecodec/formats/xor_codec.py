@@ -14,15 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from . import _native
+from .. import _native
+from ..masks import BitmapMask, MaskFormat, NoMask, mask_from_stream
+from ..masks.lowrank_search import lowrank_mask
+from ..masks.pruning import magnitude_mask
+from ..options import LAYOUTS, mask_formats, methods, scale_dtypes
+from ..quantizers import MAX_BITS, SCALE_DTYPES, VALUE_MODELS, dequantize, groups_for, quantization_error, quantize
+from ..validation import as_choice, as_fraction, as_int, as_keep_mask, as_weight_matrix
 from .bitpack import bytes_to_words, pack_bits, unpack_bits, words_to_bytes
-from .lowrank_search import lowrank_mask
-from .masks import BitmapMask, MaskFormat, NoMask, mask_from_stream
-from .options import LAYOUTS, mask_formats, methods, scale_dtypes
-from .pruning import magnitude_mask
-from .quantizers import MAX_BITS, SCALE_DTYPES, VALUE_MODELS, dequantize, groups_for, quantization_error, quantize
 from .stream import StreamError, read_stream, write_stream
-from .validation import as_choice, as_fraction, as_int, as_keep_mask, as_weight_matrix
 
 METHOD = "xor-bcq"
 
@@ -266,7 +266,7 @@ class EncodedWeight:
 
     # ----------------------------------------------------------------------------------------
     def to_bytes(self) -> bytes:
-        """Serialise to a self-describing stream (see :mod:`sparsecodec.stream`)."""
+        """Serialise to a self-describing stream (see :mod:`sparsecodec.formats.stream`)."""
         rice_k, sections = [], []
         for i in range(self.bits):
             gaps = self._patch_gaps(i)
@@ -302,7 +302,7 @@ class EncodedWeight:
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview) -> EncodedWeight:
         """Rebuild from :meth:`to_bytes` output. Damaged, truncated, foreign or too-new streams raise
-        :class:`~sparsecodec.stream.StreamError` (a ValueError) naming the problem."""
+        :class:`~sparsecodec.formats.stream.StreamError` (a ValueError) naming the problem."""
         stream = read_stream(data)
         if stream.method != METHOD:
             raise StreamError(f"stream holds method {stream.method!r}, not an encoded weight ({METHOD!r})")
