@@ -31,7 +31,7 @@ from torch import nn
 
 from .config import SQConfig
 from .formats.xor_codec import EncodedWeight, encode
-from .nn.registry import LAYER_KINDS, LayerKind, compressed_types, is_hf_conv1d, kind_of
+from .nn.registry import LAYER_KINDS, LayerKind, compressed_types, kind_of
 
 ConfigSpec = SQConfig | Mapping[str, SQConfig | None]
 
@@ -78,9 +78,6 @@ class CompressionReport:
             else:
                 lines.append(f"  - {r.name} ({r.kind}): {r.reason}")
         return "\n".join(lines)
-
-
-_is_hf_conv1d = is_hf_conv1d  # the name this module used before the registry
 
 
 def _config_for(name: str, kind: LayerKind, spec: ConfigSpec) -> tuple[SQConfig | None, str]:

@@ -8,6 +8,7 @@ reproduce are stored as patches. ``decode`` reproduces the dequantised, masked w
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -414,6 +415,7 @@ def encode(
     )
 
 
+@functools.cache
 def invertible_seed(n: int, tries: int = 256) -> int:
     """The first seed whose depth-1 n x n XOR network is invertible over GF(2) (about one seed in
     three is): every slice of a plane with no don't-care bits then has exactly one code word."""

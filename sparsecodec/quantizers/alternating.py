@@ -24,7 +24,7 @@ from .base import (
     ungroup_planes,
 )
 from .greedy import greedy_fit
-from .uniform import quantize_uniform, uniform_grid
+from .uniform import quantize_uniform
 
 
 def _group_errors(w, keep, alphas, signs, betas) -> np.ndarray:
@@ -54,21 +54,20 @@ def _nearest_codes(w: np.ndarray, alphas: np.ndarray, combos: np.ndarray) -> np.
     return ((chosen[None] >> np.arange(bits)[:, None, None, None]) & 1).astype(bool)
 
 
-def _uniform_start(w, keep, bits, scale_dtype, round_scale):
-    step, zero, codes = uniform_grid(w, keep, bits, scale_dtype)
+def _uniform_start(step, zero, signs, bits, round_scale):
+    """The uniform grid (step, zero point per group; its sign planes) in BCQ form, rounded."""
+    step = np.asarray(step, dtype=np.float64)
     alphas = round_scale(step[..., None] * 2.0 ** np.arange(-1, bits - 1))
     betas = round_scale(step * (((1 << bits) - 1) / 2.0 - zero))
-    signs = ((codes[None] >> np.arange(bits)[:, None, None, None]) & 1).astype(bool)
     return alphas, signs, betas
 
 
-def _alternate(w, keep, bits, scale_dtype, iterations):
+def _alternate(w, keep, bits, scale_dtype, iterations, uniform_start):
     round_scale = scale_rounder(scale_dtype)
     starts = [(*greedy_fit(w, keep, bits, round_scale), np.zeros(w.shape[:2]))]
     mean = round_scale(np.where(keep, w, 0.0).sum(axis=-1) / np.maximum(keep.sum(axis=-1), 1))
     starts.append((*greedy_fit(w - mean[..., None], keep, bits, round_scale), mean))
-    ua, us, ub = _uniform_start(w, keep, bits, scale_dtype, round_scale)
-    starts.append((ua, us, ub))
+    starts.append(_uniform_start(*uniform_start, bits, round_scale))
     best = None
     for alphas, signs, betas in starts:
         err = _group_errors(w, keep, alphas, signs, betas)
@@ -107,13 +106,17 @@ def quantize_alternating(w, keep, bits, group_size, scale_dtype, iterations) -> 
     scales = np.zeros((rows, groups, bits), dtype=np.float32)
     offsets = np.zeros((rows, groups), dtype=np.float32)
     planes = np.zeros((bits, rows, cols), dtype=bool)
+    # The exact uniform grid is both a start of the refinement and the result to beat.
+    uniform = quantize_uniform(w, keep, bits, group_size, scale_dtype, iterations)
     for r0, r1 in row_blocks(rows, groups, group_size, bits + 1):
+        uniform_signs = np.stack([grouped(p, group_size, False) for p in uniform.planes[:, r0:r1]])
         a, s, b = _alternate(
             grouped(w[r0:r1].astype(np.float64), group_size, 0.0),
             grouped(keep[r0:r1], group_size, False),
             bits,
             scale_dtype,
             iterations,
+            (uniform.params["step"][r0:r1], uniform.params["zero"][r0:r1], uniform_signs),
         )
         scales[r0:r1], offsets[r0:r1] = a, b
         planes[:, r0:r1] = ungroup_planes(s, cols)
@@ -121,7 +124,6 @@ def quantize_alternating(w, keep, bits, group_size, scale_dtype, iterations) -> 
         "bcq-offset", "alternating", planes, group_size, scale_dtype, {"scales": scales, "offsets": offsets}
     )
     # The exact uniform grid can beat its rounded BCQ form: keep whichever decodes closer.
-    uniform = quantize_uniform(w, keep, bits, group_size, scale_dtype, iterations)
     errors = [_total_error(w, keep, q) for q in (fitted, uniform)]
     if errors[1] <= errors[0]:
         return Quantized("uniform", "alternating", uniform.planes, group_size, scale_dtype, uniform.params)

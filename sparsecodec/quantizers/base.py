@@ -21,7 +21,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
@@ -112,26 +113,24 @@ class Quantized:
     group_size: int
     scale_dtype: str
     params: Mapping[str, np.ndarray]
-    _expanded: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     @property
     def bits(self) -> int:
         return int(self.planes.shape[0])
 
-    def _expand(self) -> tuple[np.ndarray, np.ndarray | None]:
-        if not self._expanded:
-            self._expanded.append(value_model(self.value_model).expand(self.params, self.bits))
-        return self._expanded[0]
+    @cached_property
+    def _expanded(self) -> tuple[np.ndarray, np.ndarray | None]:
+        return value_model(self.value_model).expand(self.params, self.bits)
 
     @property
     def scales(self) -> np.ndarray:
         """float32 (rows, groups, bits)."""
-        return self._expand()[0]
+        return self._expanded[0]
 
     @property
     def offsets(self) -> np.ndarray | None:
         """float32 (rows, groups), or None for a value model without offsets."""
-        return self._expand()[1]
+        return self._expanded[1]
 
 
 def dequantize(
