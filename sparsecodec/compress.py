@@ -38,6 +38,18 @@ ConfigSpec = SQConfig | Mapping[str, SQConfig | None]
 _SUPPORTED = ", ".join(k.base.__name__ for k in LAYER_KINDS.values()) + " and Hugging Face Conv1D"
 
 
+@dataclass(frozen=True)
+class LayerProgress:
+    """What ``compress_`` passes its ``progress`` callback after each layer: the layer's name, its
+    position (1-based) among the ``total`` layers being converted, and the seconds since
+    ``compress_`` started (enough for a bar with an ETA)."""
+
+    name: str
+    index: int
+    total: int
+    seconds: float
+
+
 @dataclass
 class LayerReport:
     name: str
