@@ -20,7 +20,8 @@ whose torch and OpenMP thread pools are running can deadlock.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,9 +30,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from .calibration.sequential import SequentialCalibration, as_batches, check_batches
 from .config import SQConfig
-from .formats.xor_codec import EncodedWeight, encode
+from .formats.xor_codec import EncodedWeight, decode, encode
 from .nn.registry import LAYER_KINDS, LayerKind, compressed_types, kind_of
+from .options import calibrated_methods
+from .quantizers import calibration_needed
 
 ConfigSpec = SQConfig | Mapping[str, SQConfig | None]
 
@@ -112,20 +116,81 @@ def _encode_task(weight: np.ndarray, kwargs: dict[str, Any]) -> bytes:
     return encode(weight, **kwargs).to_bytes()
 
 
+@dataclass
+class _Plan:
+    """One layer to convert: its module, kind, config and (once encoded) its encoded matrices."""
+
+    name: str
+    module: nn.Module
+    kind: LayerKind
+    config: SQConfig
+    report: LayerReport
+    encoded: list[EncodedWeight] = field(default_factory=list)
+    note: str = ""
+
+
 def compress_(
     model: nn.Module,
     config: ConfigSpec | None = None,
     filter_fn: Callable[[nn.Module, str], bool] | None = None,
     *,
     executor: Executor | None = None,
+    calibration: Iterable[Any] | None = None,
+    blocks: str | Sequence[str] | None = None,
+    progress: Callable[[LayerProgress], None] | None = None,
 ) -> CompressionReport:
-    """Replace eligible layers of ``model`` by compressed ones, in place; see the module docstring."""
+    """Replace eligible layers of ``model`` by compressed ones, in place; see the module docstring.
+
+    Args:
+        model: the module to convert.
+        config: one SQConfig for every layer, or a mapping (see the module docstring).
+        filter_fn: ``filter_fn(module, name)`` False keeps a layer as it is.
+        executor: encodes independent layers in parallel (with calibration: the layers of one stage).
+        calibration: batches of model inputs (tensors, tuples of positional inputs, or dicts such as a
+            tokenizer's output) for the calibrated methods (``method="gptq"``, ``pruning="wanda"`` or
+            ``"sparsegpt"``); layers are then compressed in forward order on the outputs of the layers
+            already compressed (:mod:`sparsecodec.calibration.sequential`).
+        blocks: the model's repeated blocks for calibration: a container's name
+            (``"encoder.layer"``), a list of module names, or ``[]`` for none; found when None.
+        progress: called with a :class:`LayerProgress` after each layer is compressed.
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"compress_ expects a torch.nn.Module, got {type(model).__name__}")
     spec: ConfigSpec = SQConfig() if config is None else config
     if not isinstance(spec, (SQConfig, Mapping)):
         raise TypeError("config must be an SQConfig or a mapping from layer names to SQConfig / None")
+    if progress is not None and not callable(progress):
+        raise TypeError("progress must be callable")
+    reports, plans = _plan(model, spec, filter_fn)
+    for p in plans:
+        if p.config.needs_calibration and not p.kind.calibrated:
+            p.config = p.config.data_free()
+            p.note = f"{p.kind.name} inputs are indices: fitted with method={p.config.method!r}, magnitude pruning"
+    calibrated = [p for p in plans if p.config.needs_calibration]
+    if calibrated and calibration is None:
+        what = calibrated[0].config
+        choice = f"method={what.method!r}" if what.method in calibrated_methods() else f"pruning={what.pruning!r}"
+        raise ValueError(f"layer {calibrated[0].name!r}: " + calibration_needed(choice))
 
+    clock = _Progress(progress, len(plans))
+    if calibration is None:
+        _encode_plans(plans, executor, clock)
+    else:
+        _calibrate(model, plans, calibration, blocks, executor, clock)
+        plans = [p for p in plans if p.encoded]
+
+    # Build every compressed layer before swapping any in: a layer that fails to build leaves the
+    # model as it was.
+    built = [p.kind.build(p.module, p.encoded, p.config) for p in plans]
+    for p, new in zip(plans, built, strict=True):
+        _set_submodule(model, p.name, new)
+        p.report.converted = True
+        p.report.stats = _layer_stats(p)
+    return CompressionReport(reports)
+
+
+def _plan(model: nn.Module, spec: ConfigSpec, filter_fn) -> tuple[list[LayerReport], list[_Plan]]:
+    """A report line for every module with a weight, and a plan for each one to convert."""
     compressed = compressed_types()
     owners: dict[int, list[str]] = {}
     for name, module in model.named_modules():
@@ -134,7 +199,7 @@ def compress_(
             owners.setdefault(id(w), []).append(name)
 
     reports: list[LayerReport] = []
-    plans: list[tuple[str, nn.Module, LayerKind, SQConfig, LayerReport]] = []
+    plans: list[_Plan] = []
     for name, module in model.named_modules():
         if isinstance(module, compressed):
             reports.append(LayerReport(name, type(module).__name__, False, "already compressed"))
@@ -170,43 +235,109 @@ def compress_(
         if unsupported is not None:
             report.reason = unsupported
             continue
-        plans.append((name, module, kind, cfg, report))
+        plans.append(_Plan(name, module, kind, cfg, report))
+    return reports, plans
 
-    # Encode: every weight matrix is one task (a grouped convolution has one per group).
-    tasks: list[tuple[int, np.ndarray, dict[str, Any]]] = []
-    for i, (_, module, kind, cfg, _) in enumerate(plans):
-        for matrix in kind.matrices(module):
-            tasks.append((i, matrix, cfg.encode_kwargs()))
+
+class _Progress:
+    """Calls the user's progress callback once per finished layer."""
+
+    def __init__(self, callback: Callable[[LayerProgress], None] | None, total: int):
+        self.callback, self.total, self.done, self.start = callback, total, 0, time.perf_counter()
+
+    def finished(self, plan: _Plan) -> None:
+        self.done += 1
+        if self.callback is not None:
+            self.callback(LayerProgress(plan.name, self.done, self.total, time.perf_counter() - self.start))
+
+
+def _encode_plans(
+    plans: list[_Plan],
+    executor: Executor | None,
+    clock: _Progress,
+    hessians: Mapping[str, list[np.ndarray]] | None = None,
+) -> None:
+    """Encode the plans' matrices (every matrix one task) and store the results on the plans."""
+    tasks: list[tuple[_Plan, np.ndarray, dict[str, Any]]] = []
+    for p in plans:
+        for k, matrix in enumerate(p.kind.matrices(p.module)):
+            kwargs = p.config.encode_kwargs()
+            if hessians is not None and p.config.needs_calibration:
+                kwargs["hessian"] = hessians[p.name][k]
+            tasks.append((p, matrix, kwargs))
     if executor is not None:
         futures = [executor.submit(_encode_task, m, kw) for _, m, kw in tasks]
-        streams = [f.result() for f in futures]
-        encoded = [EncodedWeight.from_bytes(s) for s in streams]
+        encoded = [EncodedWeight.from_bytes(f.result()) for f in futures]
     else:
         encoded = [encode(m, **kw) for _, m, kw in tasks]
-    per_plan: dict[int, list[EncodedWeight]] = {}
-    for (i, _, _), enc in zip(tasks, encoded, strict=True):
-        per_plan.setdefault(i, []).append(enc)
+    for p in plans:
+        p.encoded = []
+    for (p, _, _), enc in zip(tasks, encoded, strict=True):
+        p.encoded.append(enc)
+    for p in plans:
+        clock.finished(p)
 
-    # Build every compressed layer before swapping any in: a layer that fails to build leaves the
-    # model as it was.
-    built = [kind.build(module, per_plan[i], cfg) for i, (_, module, kind, cfg, _) in enumerate(plans)]
-    for i, ((name, _, _, cfg, report), new) in enumerate(zip(plans, built, strict=True)):
-        encs = per_plan[i]
-        _set_submodule(model, name, new)
-        n = sum(e.size for e in encs)
-        report.converted = True
-        report.stats = {
-            "weights": n,
-            "total_bpw": sum(e.stats["total_bpw"] * e.size for e in encs) / n,
-            "sparsity": sum(e.stats["sparsity"] * e.size for e in encs) / n,
-            "values_bpw": sum(e.stats["values_bpw"] * e.size for e in encs) / n,
-            "patch_bpw": sum(e.stats["patch_bpw"] * e.size for e in encs) / n,
-            "mask_bpw": sum(e.stats["mask_bpw"] * e.size for e in encs) / n,
-            "scale_bpw": sum(e.stats["scale_bpw"] * e.size for e in encs) / n,
-            "format": encs[0].mask.format_id,
-            "config": cfg.to_dict(),
-        }
-    return CompressionReport(reports)
+
+def _calibrate(model, plans: list[_Plan], calibration, blocks, executor, clock: _Progress) -> None:
+    """Encode every plan in forward order on calibrated inputs (see sparsecodec.calibration.sequential).
+
+    Decoded weights are written into the model as layers are done, so that later layers see them;
+    the original weights are put back at the end, whatever happens, and the caller swaps in the
+    compressed layers only once everything succeeded.
+    """
+    batches = as_batches(calibration)
+    by_name = {p.name: p for p in plans}
+    originals: dict[str, torch.Tensor] = {}
+
+    def install(done: list[_Plan]) -> None:
+        for p in done:
+            originals.setdefault(p.name, p.module.weight.detach().clone())
+            p.kind.assign(p.module, [decode(e) for e in p.encoded])
+
+    def compress_stage(names: list[str], hessians: dict[str, list[np.ndarray]]) -> None:
+        stage = [by_name[n] for n in names]
+        _encode_plans(stage, executor, clock, hessians)
+        install(stage)
+
+    was_training = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        with torch.no_grad():
+            check_batches(model, batches)
+            data_free = [p for p in plans if not p.config.needs_calibration]
+            _encode_plans(data_free, executor, clock)
+            install(data_free)
+            targets = {p.name: p.module for p in plans if p.config.needs_calibration}
+            if targets:
+                pipeline = SequentialCalibration(model, batches, targets, blocks)
+                pipeline.run(compress_stage)
+                for name in pipeline.unused:
+                    by_name[name].report.reason = "not called by the model's forward pass on the calibration data"
+    finally:
+        with torch.no_grad():
+            for p in plans:
+                if p.name in originals:
+                    p.module.weight.data.copy_(originals[p.name])
+        for m, flag in was_training:
+            m.training = flag
+
+
+def _layer_stats(p: _Plan) -> dict[str, Any]:
+    encs = p.encoded
+    n = sum(e.size for e in encs)
+
+    def mean(key: str) -> float:
+        return sum(e.stats[key] * e.size for e in encs) / n
+
+    stats: dict[str, Any] = {
+        "weights": n,
+        **{k: mean(k) for k in ("total_bpw", "sparsity", "values_bpw", "patch_bpw", "mask_bpw", "scale_bpw")},
+        "format": encs[0].mask.format_id,
+        "config": p.config.to_dict(),
+    }
+    if p.note:
+        stats["note"] = p.note
+    return stats
 
 
 def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:

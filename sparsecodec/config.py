@@ -7,7 +7,17 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from .options import LAYOUTS, STRATEGIES, mask_formats, methods, scale_dtypes
+from .calibration.second_order import SolverOptions
+from .options import (
+    CALIBRATED_PRUNINGS,
+    LAYOUTS,
+    PRUNINGS,
+    STRATEGIES,
+    calibrated_methods,
+    mask_formats,
+    methods,
+    scale_dtypes,
+)
 from .quantizers import MAX_BITS
 from .validation import as_choice, as_fraction, as_int
 
@@ -22,6 +32,11 @@ class SQConfig:
     is bumped when a field's meaning changes, so that stored configs keep their meaning. Fields left
     at None take encode's default, which may depend on the mask (``depth``, ``seed``, ``layout`` and
     ``mask_format`` differ when nothing is pruned).
+
+    ``pruning`` says how ``sparsity`` picks the pruned weights (``"magnitude"``, or with calibration
+    data ``"wanda"`` / ``"sparsegpt"``); ``damp``, ``act_order`` and ``clip_search`` tune the GPTQ /
+    SparseGPT solver (:class:`sparsecodec.calibration.SolverOptions`) and matter only when a
+    calibrated method or pruning is used.
     """
 
     sparsity: float = 0.9
@@ -38,6 +53,10 @@ class SQConfig:
     rank: int | None = None
     tile: tuple[int, int] | None = None
     strategy: str = "auto"
+    pruning: str = "magnitude"
+    damp: float = 0.01
+    act_order: bool = True
+    clip_search: bool = True
     version: int = 1
 
     def __post_init__(self) -> None:
@@ -50,12 +69,33 @@ class SQConfig:
         if self.mask_format is not None:
             as_choice(self.mask_format, "mask_format", mask_formats())
         as_choice(self.strategy, "strategy", STRATEGIES)
+        as_choice(self.pruning, "pruning", PRUNINGS)
+        for flag in ("act_order", "clip_search"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
+        self.solver_options()  # checks damp
         if self.tile is not None:
             object.__setattr__(self, "tile", tuple(int(v) for v in self.tile))
         if self.mask_format != "lowrank" and (self.rank is not None or self.tile is not None):
             raise ValueError("rank and tile apply to mask_format='lowrank' only")
         if self.version != 1:
             raise ValueError(f"unsupported SQConfig version {self.version}")
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether the fitting method or the pruning needs calibration data."""
+        return self.method in calibrated_methods() or (self.pruning in CALIBRATED_PRUNINGS and self.sparsity > 0)
+
+    def data_free(self) -> SQConfig:
+        """This config with its calibrated choices replaced by their data-free counterparts: GPTQ by
+        round to nearest on the same grid, Wanda / SparseGPT by magnitude pruning. (For layers whose
+        inputs are one-hot, an embedding, this is exact: their Hessian is diagonal, where GPTQ is
+        round to nearest.)"""
+        method = "uniform" if self.method in calibrated_methods() else self.method
+        return dataclasses.replace(self, method=method, pruning="magnitude")
+
+    def solver_options(self) -> SolverOptions:
+        return SolverOptions(damp=self.damp, act_order=self.act_order, clip_search=self.clip_search)
 
     def encode_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :func:`sparsecodec.encode` this config stands for."""
@@ -74,6 +114,8 @@ class SQConfig:
         }
         if self.mask_format == "lowrank":
             kw.update(rank=self.rank, tile=self.tile)
+        if self.needs_calibration:
+            kw.update(pruning=self.pruning, solver=self.solver_options())
         return kw
 
     def to_dict(self) -> dict[str, Any]:

@@ -30,12 +30,19 @@ _STAT_KEYS = {"values": "values_bpw", "patches": "patch_bpw", "mask": "mask_bpw"
 # What sparsecodec.save writes into the safetensors metadata (sparsecodec/serialization.py imports
 # these, so that reading a file here needs no torch).
 FILE_FORMAT = "sparsecodec-model"
-FILE_FORMAT_VERSION = 1
+#: The newest model-file version this package reads. 2 adds :data:`TENSOR_ALIASES_KEY` (tied weights
+#: stored once); a file without aliases is still written as version 1, so older readers read it.
+FILE_FORMAT_VERSION = 2
 
 # Metadata entry: a JSON object {tensor name: CRC32 of the tensor's bytes as stored}. Streams carry
 # their own CRC32; this covers the other tensors (biases, layers kept dense). Written by
 # sparsecodec.save (files from before it was added have none).
 TENSOR_CRC_KEY = "tensor_crc32"
+
+# Metadata entry (file version 2): a JSON object {state_dict key: stored tensor name} for state_dict
+# entries that are the same tensor as another one (a weight tied between an embedding and an LM
+# head), stored once under the first name.
+TENSOR_ALIASES_KEY = "tensor_aliases"
 
 # safetensors dtype names -> (torch's name, bits per element), for layers kept dense.
 _DTYPES = {

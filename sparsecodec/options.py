@@ -8,12 +8,16 @@ format is one unit that registers itself); the functions read them at call time.
 from __future__ import annotations
 
 from .masks import MASK_FORMATS
-from .quantizers import METHODS, SCALE_DTYPES, VALUE_MODELS
+from .quantizers import CALIBRATED_METHODS, METHODS, SCALE_DTYPES, VALUE_MODELS
 
 #: Slice layouts of the XOR-coded planes (see sparsecodec.formats.xor_codec.XorSpec).
 LAYOUTS = ("linear", "scatter")
 #: Matmul strategies of the compressed layers (see sparsecodec.matmul).
 STRATEGIES = ("auto", "sparse", "lut", "lut_stream", "dense")
+#: How a sparsity chooses the pruned weights (magnitude needs no data; the others need calibration).
+PRUNINGS = ("magnitude", "wanda", "sparsegpt")
+#: The prunings that need calibration data.
+CALIBRATED_PRUNINGS = ("wanda", "sparsegpt")
 
 
 def methods() -> tuple[str, ...]:
@@ -34,3 +38,8 @@ def mask_formats() -> tuple[str, ...]:
 def scale_dtypes() -> tuple[str, ...]:
     """Types the per-group parameters are stored in."""
     return tuple(SCALE_DTYPES)
+
+
+def calibrated_methods() -> tuple[str, ...]:
+    """Fitting methods that need calibration data (the Hessian of each layer's inputs)."""
+    return tuple(m for m in METHODS if m in CALIBRATED_METHODS)

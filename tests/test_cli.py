@@ -282,6 +282,44 @@ def test_compress_refuses_missing_damaged_and_compressed_inputs(cli, tmp_path):
     assert_one_line_error(err, "already a compressed")
 
 
+def test_calibrated_choices_without_calibration_name_the_flag(cli, tmp_path):
+    src = tmp_path / "mlp.pt"
+    torch.save(mlp().state_dict(), src)
+    for flags in (["--method", "gptq"], ["--pruning", "wanda", "--sparsity", "0.5"], ["--pruning", "sparsegpt"]):
+        code, _, err = cli("compress", src, "-o", tmp_path / "o.safetensors", *flags)
+        assert code == 2, flags
+        assert_one_line_error(err, f"{flags[0]} {flags[1]} needs calibration data", "--calibration FILE.txt")
+    code, _, err = cli("compress", src, "-o", tmp_path / "o.safetensors", "--blocks", "layers")
+    assert code == 2
+    assert_one_line_error(err, "--blocks only applies with --calibration")
+    code, _, err = cli("compress", tmp_path, "-o", tmp_path / "o.safetensors")  # a directory, but no model's
+    assert code == 1
+    assert_one_line_error(err, "without a config.json")
+    assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_the_layer_bar_follows_the_progress_callback():
+    import io
+
+    from rich.console import Console
+
+    from sparsecodec.cli.progress import layer_progress
+    from sparsecodec.compress import LayerProgress
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=120)
+    with layer_progress(console, "compressing layers") as progress:
+        for i, name in enumerate(["fc1", "fc2", "head"], start=1):
+            progress(LayerProgress(name, i, 3, 0.1 * i))
+    drawn = screen.getvalue()  # the last frame, drawn as the bar stops (then erased: it is transient)
+    assert "compressing layers" in drawn and "3/3" in drawn and "head" in drawn
+
+    quiet = Console(file=io.StringIO(), force_terminal=False)
+    with layer_progress(quiet, "compressing layers") as progress:  # off on a pipe, yet callable
+        progress(LayerProgress("fc1", 1, 1, 0.0))
+    assert quiet.file.getvalue() == ""
+
+
 # -------------------------------------------------------------------------------------------------
 @pytest.fixture
 def saved_model(tmp_path) -> pathlib.Path:

@@ -1,5 +1,7 @@
-"""``sparsecodec compress IN -o OUT``: compress a torch model or a weights file into a sparsecodec model
-file (safetensors, readable with ``sparsecodec.load`` and ``sparsecodec inspect``)."""
+"""``sparsecodec compress IN -o OUT``: compress a Hugging Face model directory, a torch model or a
+weights file into a sparsecodec model file (safetensors, readable with ``sparsecodec.load`` and
+``sparsecodec inspect``). With ``--calibration`` (a Hugging Face directory only), text samples are
+tokenised into the calibration batches GPTQ, Wanda and SparseGPT need."""
 
 from __future__ import annotations
 
@@ -10,8 +12,9 @@ import pathlib
 import re
 from typing import Any
 
-from ..options import STRATEGIES, mask_formats, methods, scale_dtypes
+from ..options import CALIBRATED_PRUNINGS, PRUNINGS, STRATEGIES, calibrated_methods, mask_formats, methods, scale_dtypes
 from .errors import CLIError, first_line
+from .hf_model import CALIBRATION_BATCH_SIZE
 
 # SQConfig fields settable from the command line: flag -> add_argument keywords (dest is the field).
 CONFIG_FLAGS: dict[str, dict[str, Any]] = {
@@ -19,7 +22,13 @@ CONFIG_FLAGS: dict[str, dict[str, Any]] = {
         "dest": "sparsity",
         "type": float,
         "metavar": "S",
-        "help": "share of weights pruned by magnitude (default 0.9)",
+        "help": "share of weights pruned (default 0.9)",
+    },
+    "--pruning": {
+        "dest": "pruning",
+        "choices": PRUNINGS,
+        "help": "how the pruned weights are chosen (default magnitude; "
+        f"{' and '.join(CALIBRATED_PRUNINGS)} need --calibration)",
     },
     "--bits": {"dest": "bits", "type": int, "metavar": "Q", "help": "BCQ bit-planes, 1-8 (default 2)"},
     "--mask-format": {
@@ -39,7 +48,12 @@ CONFIG_FLAGS: dict[str, dict[str, Any]] = {
         "metavar": "N",
         "help": "columns sharing one set of scales (default: whole rows)",
     },
-    "--method": {"dest": "method", "choices": methods(), "help": "how the kept weights are fitted (default greedy)"},
+    "--method": {
+        "dest": "method",
+        "choices": methods(),
+        "help": "how the kept weights are fitted (default greedy; "
+        f"{', '.join(calibrated_methods()) or 'calibrated methods'} need --calibration)",
+    },
     "--depth": {"dest": "depth", "type": int, "metavar": "D", "help": "XOR shift-register depth, 1-4 (default 2)"},
     "--scale-dtype": {"dest": "scale_dtype", "choices": scale_dtypes(), "help": "scale type (default float16)"},
     "--strategy": {"dest": "strategy", "choices": STRATEGIES, "help": "matmul kernel of the layers (default auto)"},
@@ -50,14 +64,22 @@ CONFIG_FLAGS: dict[str, dict[str, Any]] = {
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "compress",
-        help="compress a torch model or a weights file into a sparsecodec model file",
-        description="Compress every Linear and Conv2d layer of a model (sparsecodec.compress_) and write the "
-        "result with sparsecodec.save. IN is a torch.save'd module (needs --trust-pickle), a torch.save'd "
-        "state_dict or a safetensors file with --model building its module, or such weights alone: then "
-        "every 2-D '*.weight' tensor is compressed as a linear layer's weight and the rest is kept.",
-        epilog="Load the result with sparsecodec.load(OUT, YourModel()); describe it with 'sparsecodec inspect OUT'.",
+        help="compress a Hugging Face model directory, a torch model or a weights file into a sparsecodec model file",
+        description="Compress every Linear, Conv2d and Embedding layer of a model (sparsecodec.compress_) and "
+        "write the result with sparsecodec.save. IN is a Hugging Face model directory (config.json and "
+        "*.safetensors, built with transformers' AutoModel, offline), a torch.save'd module (needs "
+        "--trust-pickle), a torch.save'd state_dict or a safetensors file with --model building its module, "
+        "or such weights alone: then every 2-D '*.weight' tensor is compressed as a linear layer's weight "
+        "and the rest is kept.",
+        epilog="Load the result with sparsecodec.load(OUT, YourModel()) (for a Hugging Face directory: "
+        "sparsecodec.load(OUT, AutoModel.from_config(AutoConfig.from_pretrained(IN)))); describe it with "
+        "'sparsecodec inspect OUT'.",
     )
-    parser.add_argument("input", metavar="IN", help="a .pt/.pth (torch.save) or .safetensors file")
+    parser.add_argument(
+        "input",
+        metavar="IN",
+        help="a Hugging Face model directory, or a .pt/.pth (torch.save) or .safetensors file",
+    )
     parser.add_argument("-o", "--output", metavar="OUT", required=True, help="the compressed model file to write")
     parser.add_argument(
         "--model",
@@ -75,6 +97,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         help="keep layers whose whole name matches REGEX dense (repeatable), e.g. 'fc2|conv1'",
+    )
+    parser.add_argument(
+        "--calibration",
+        metavar="FILE.txt",
+        help="calibration text, one sample per non-empty line, tokenised with IN's tokenizer in batches of "
+        f"{CALIBRATION_BATCH_SIZE} (IN must be a Hugging Face model directory); needed by calibrated methods "
+        "and prunings",
+    )
+    parser.add_argument(
+        "--blocks",
+        metavar="NAME",
+        help="with --calibration: the module list whose blocks are calibrated one after another "
+        "(default: found by sparsecodec.compress_), e.g. encoder.layer",
     )
     settings = parser.add_argument_group("compression settings (default: sparsecodec.SQConfig())")
     settings.add_argument(
@@ -145,33 +180,43 @@ def run(args: argparse.Namespace) -> int:
     excluded = [_regex(r) for r in args.exclude]
     if out.resolve() == src.resolve():
         raise CLIError("OUT is the input file; choose another name", 2)
+    samples = tokenizer = None
+    if args.blocks is not None and args.calibration is None:
+        raise CLIError("--blocks only applies with --calibration (blocks are calibrated one after another)", 2)
+    if args.calibration is not None:
+        from .hf_model import is_model_dir, load_tokenizer, read_samples
+
+        if not is_model_dir(src):
+            raise CLIError("--calibration needs IN to be a Hugging Face model directory (its tokenizer reads the text)")
+        samples = read_samples(pathlib.Path(args.calibration))
+        tokenizer = load_tokenizer(src)  # before the model: a missing tokenizer is found at once
+    else:
+        _refuse_uncalibrated(config)
 
     from .. import compress_, save
     from ..inspection import summarize_model
     from .console import make_console
     from .model_input import load_model
-    from .progress import ProgressExecutor, progress_bar
+    from .progress import layer_progress
     from .tables import layer_table, plural, size_text
 
     console = make_console()
     loaded = load_model(src, args.model, args.trust_pickle)
     console.print(f"{src}: {loaded.description}")
     model = loaded.model
+    calibration = None
+    if samples is not None:
+        from .hf_model import calibration_batches
+
+        calibration = calibration_batches(tokenizer, samples, model)
+        console.print(f"calibration: {plural(len(samples), 'sample')} in {plural(len(calibration), 'batch')}")
 
     def keep(module: Any, name: str) -> bool:
         return not any(r.fullmatch(name) for r in excluded)
 
-    with progress_bar(console) as bar:
-        task = bar.add_task("encoding weight matrices", total=_matrix_count(model))
-
-        def advance() -> None:
-            bar.advance(task)
-            done = bar.tasks[0].completed
-            if done > (bar.tasks[0].total or 0):
-                bar.update(task, total=done)
-
+    with layer_progress(console, "compressing layers") as progress:
         try:
-            report = compress_(model, config, keep, executor=ProgressExecutor(advance))
+            report = compress_(model, config, keep, calibration=calibration, blocks=args.blocks, progress=progress)
         except (TypeError, ValueError) as exc:
             raise CLIError(f"cannot compress {src}: {first_line(exc)}") from None
     if not report.converted:
@@ -184,13 +229,39 @@ def run(args: argparse.Namespace) -> int:
     skipped = [r for r in report.skipped if not loaded.weights_only or r.kind != "Module" or r.name in loaded.notes]
     if skipped:
         console.print("kept as they were:")
-        for r in skipped:
-            console.print(f"  {r.name}{'' if loaded.weights_only else f' ({r.kind})'}: {_reason(r, loaded.notes)}")
-    before, after = src.stat().st_size, out.stat().st_size
+        for line in _skipped_lines(skipped, loaded.notes, with_kind=not loaded.weights_only):
+            console.print(f"  {line}")
+    before, after = _input_bytes(src), out.stat().st_size
     console.print(f"wrote {out} ({size_text(after)}; {src.name} is {size_text(before)}, {before / after:.1f}x larger)")
-    loader = "the module it came from" if loaded.weights_only else "a fresh instance of the model"
-    console.print(f"load it with sparsecodec.load({str(out)!r}, model) on {loader}")
+    if loaded.pretrained_dir is not None:
+        from .hf_model import load_hint
+
+        console.print(f"load it with {load_hint(loaded.pretrained_dir, out)}")
+    else:
+        loader = "the module it came from" if loaded.weights_only else "a fresh instance of the model"
+        console.print(f"load it with sparsecodec.load({str(out)!r}, model) on {loader}")
     return 0
+
+
+def _refuse_uncalibrated(config: Any) -> None:
+    """A CLIError naming --calibration when a method or pruning of ``config`` needs calibration data
+    (checked before the model is read, so the user learns it at once)."""
+    configs = config.values() if isinstance(config, dict) else [config]
+    for cfg in configs:
+        if cfg is not None and cfg.needs_calibration:
+            needs = f"--method {cfg.method}" if cfg.method in calibrated_methods() else f"--pruning {cfg.pruning}"
+            raise CLIError(
+                f"{needs} needs calibration data: pass --calibration FILE.txt (one text sample per line) "
+                "with a Hugging Face model directory as IN",
+                2,
+            )
+
+
+def _input_bytes(src: pathlib.Path) -> int:
+    """The size of the input: the file, or a model directory's weight files."""
+    if src.is_dir():
+        return sum(f.stat().st_size for f in src.glob("*.safetensors"))
+    return src.stat().st_size
 
 
 def _regex(pattern: str) -> re.Pattern[str]:
@@ -200,20 +271,21 @@ def _regex(pattern: str) -> re.Pattern[str]:
         raise CLIError(f"--exclude {pattern!r} is not a regular expression: {exc}", 2) from None
 
 
-def _matrix_count(model: Any) -> int:
-    """How many weight matrices compress_ will probably encode (one per group of a convolution); the
-    bar corrects its total if the configuration skips or adds some."""
-    from torch import nn
-
-    from ..nn.registry import kind_of
-
-    def count(m: Any) -> int:
-        kind = kind_of(m)
-        if kind is None or not kind.converts(m):
-            return 0
-        return m.groups if isinstance(m, nn.Conv2d) else 1
-
-    return sum(count(m) for m in model.modules())
+def _skipped_lines(skipped: list[Any], notes: dict[str, str], with_kind: bool, limit: int = 3) -> list[str]:
+    """One line per skipped layer, except that more than ``limit`` layers skipped for one reason (the
+    LayerNorms of a transformer) share a line naming the first and the last of them."""
+    by_reason: dict[str, list[Any]] = {}
+    for r in skipped:
+        by_reason.setdefault(_reason(r, notes), []).append(r)
+    lines = []
+    for reason, layers in by_reason.items():
+        if len(layers) > limit:
+            kinds = sorted({r.kind for r in layers})
+            what = f"{' / '.join(kinds)} layers" if with_kind else "layers"
+            lines.append(f"{len(layers)} {what} ({layers[0].name} ... {layers[-1].name}): {reason}")
+        else:
+            lines.extend(f"{r.name}{f' ({r.kind})' if with_kind else ''}: {reason}" for r in layers)
+    return lines
 
 
 def _reason(layer: Any, notes: dict[str, str]) -> str:

@@ -2,6 +2,8 @@
 
 Accepted inputs:
 
+* a Hugging Face model directory (``config.json`` and ``*.safetensors``), built with transformers'
+  ``AutoModel`` (see :mod:`.hf_model`);
 * a ``torch.save``d module (a pickle: loading it runs code from the file, so it needs
   ``trust_pickle``);
 * a ``torch.save``d state_dict or a safetensors file, with ``model_factory`` (``"package.module:callable"``)
@@ -26,6 +28,7 @@ import torch
 from torch import nn
 
 from .errors import CLIError, first_line
+from .hf_model import is_model_dir, load_pretrained
 
 _ZIP_MAGIC = b"PK\x03\x04"
 _PICKLE_PROTOCOL = 0x80
@@ -35,18 +38,27 @@ _CHECKPOINT_KEYS = ("state_dict", "model_state_dict", "model")
 
 @dataclass
 class LoadedModel:
-    """The module to compress, what it was read as, and notes on tensors that cannot be compressed."""
+    """The module to compress, what it was read as, and notes on tensors that cannot be compressed.
+
+    ``pretrained_dir`` is the Hugging Face model directory the model was built from (its tokenizer
+    tokenises calibration text), or None for a file input.
+    """
 
     model: nn.Module
     description: str
     weights_only: bool
     notes: dict[str, str] = field(default_factory=dict)
+    pretrained_dir: pathlib.Path | None = None
 
 
 def load_model(path: str | os.PathLike, model_factory: str | None = None, trust_pickle: bool = False) -> LoadedModel:
+    """The module ``path`` describes (see the module docstring); :class:`CLIError` for anything the
+    user can fix."""
     p = pathlib.Path(path)
+    if p.is_dir():
+        return _load_model_dir(p, model_factory)
     if not p.is_file():
-        raise CLIError(f"{p}: {'is a directory' if p.is_dir() else 'no such file'}")
+        raise CLIError(f"{p}: no such file")
     with p.open("rb") as f:
         head = f.read(4)
     if head == _ZIP_MAGIC or (head[:1] and head[0] == _PICKLE_PROTOCOL):
@@ -67,7 +79,26 @@ def load_model(path: str | os.PathLike, model_factory: str | None = None, trust_
             raise CLIError(f"the weights in {p} do not fit {model_factory}: {_summary(exc)}") from None
         return LoadedModel(model, f"{type(model).__name__} from {model_factory}, weights from {p.name}", False)
     model, notes = module_from_weights(weights)
-    return LoadedModel(model, f"{len(weights)} tensors (weights only)", True, notes)
+    description = f"{len(weights)} tensors (weights only)"
+    if is_model_dir(p.parent):
+        description += (
+            f"; {p.parent} is a Hugging Face model directory: pass it as IN to compress the model's layers "
+            "as what they are (embeddings included)"
+        )
+    return LoadedModel(model, description, True, notes)
+
+
+def _load_model_dir(p: pathlib.Path, model_factory: str | None) -> LoadedModel:
+    if not is_model_dir(p):
+        raise CLIError(
+            f"{p} is a directory without a config.json; a directory is read only as a Hugging Face model "
+            "directory (config.json and *.safetensors weights)"
+        )
+    if model_factory:
+        raise CLIError(f"{p} is a Hugging Face model directory, built from its config.json; --model is not used", 2)
+    model = load_pretrained(p)
+    model_type = getattr(getattr(model, "config", None), "model_type", None) or "?"
+    return LoadedModel(model, f"{type(model).__name__} ({model_type}, Hugging Face directory)", False, pretrained_dir=p)
 
 
 def _torch_load(p: pathlib.Path, trust_pickle: bool) -> Any:

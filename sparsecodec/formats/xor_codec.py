@@ -16,11 +16,23 @@ from typing import Any
 import numpy as np
 
 from .. import _native
+from ..calibration.second_order import SolverOptions, UniformGrid, check_hessian, obs_saliency, solve
 from ..masks import BitmapMask, MaskFormat, NoMask, mask_from_stream
 from ..masks.lowrank_search import lowrank_mask
-from ..masks.pruning import magnitude_mask
-from ..options import LAYOUTS, mask_formats, methods, scale_dtypes
-from ..quantizers import MAX_BITS, SCALE_DTYPES, VALUE_MODELS, dequantize, groups_for, quantization_error, quantize
+from ..masks.pruning import magnitude_mask, wanda_mask, wanda_scores
+from ..options import LAYOUTS, PRUNINGS, mask_formats, methods, scale_dtypes
+from ..quantizers import (
+    CALIBRATED_METHODS,
+    MAX_BITS,
+    SCALE_DTYPES,
+    VALUE_MODELS,
+    calibration_needed,
+    dequantize,
+    groups_for,
+    quantization_error,
+    quantize,
+)
+from ..quantizers.gptq import quantized_on_grid
 from ..validation import as_choice, as_fraction, as_int, as_keep_mask, as_weight_matrix
 from .bitpack import bytes_to_words, pack_bits, unpack_bits, words_to_bytes
 from .stream import StreamError, read_stream, write_stream
@@ -331,6 +343,9 @@ def encode(
     rank: int | None = None,
     tile: Any = None,
     importance: Any = None,
+    pruning: str | None = None,
+    hessian: Any = None,
+    solver: SolverOptions | None = None,
 ) -> EncodedWeight:
     """Prune, quantise and XOR-encode a 2-D float weight matrix.
 
@@ -365,7 +380,15 @@ def encode(
             ``sparsity``; see :func:`sparsecodec.lowrank_mask`) or ``"none"`` (every weight kept,
             nothing stored). Default: ``"none"`` when every weight is kept, else ``"bitmap"``.
         rank, tile: rank per tile (default 8) and tile shape (default: one tile) of ``"lowrank"``.
-        importance: what the low-rank search keeps (default ``|weights|``).
+        importance: what the low-rank search keeps (default ``|weights|``, or the ``pruning`` score).
+        pruning: how ``sparsity`` chooses the pruned weights: ``"magnitude"`` (default), ``"wanda"``
+            (``|w| * ||x||`` per output row) or ``"sparsegpt"`` (chosen while the layer is
+            reconstructed; jointly with the quantisation when ``method="gptq"``). The last two need
+            ``hessian``. With ``mask_format="lowrank"`` their score is the low-rank search's importance.
+        hessian: the Hessian ``X^T X`` (cols, cols) of the layer's inputs over calibration data, for
+            ``method="gptq"`` and the calibrated prunings (see :mod:`sparsecodec.calibration`).
+        solver: :class:`~sparsecodec.calibration.SolverOptions` of GPTQ / SparseGPT (damping, block,
+            act-order, clipping search).
     """
     w, source_dtype = as_weight_matrix(weights)
     rows, cols = w.shape
@@ -377,7 +400,44 @@ def encode(
     as_choice(method, "method", methods())
     as_choice(scale_dtype, "scale_dtype", scale_dtypes())
     gs = cols if group_size is None else min(as_int(group_size, "group_size", 1, 1 << 40), cols)
-    mask_obj = _resolve_mask(w, mask, sparsity, mask_format, rank, tile, importance)
+    prune = as_choice("magnitude" if pruning is None else pruning, "pruning", PRUNINGS)
+    h = None if hessian is None else check_hessian(hessian, cols)
+    if method in CALIBRATED_METHODS and h is None:
+        raise ValueError(calibration_needed(f"method={method!r}"))
+    if prune != "magnitude":
+        if h is None:
+            raise ValueError(calibration_needed(f"pruning={prune!r}"))
+        if sparsity is None:
+            raise ValueError(f"pruning={prune!r} chooses a mask at a given sparsity: pass sparsity, not a mask")
+    if h is not None and method not in CALIBRATED_METHODS and prune == "magnitude":
+        raise ValueError(f"hessian is used by method='gptq' and pruning='wanda'/'sparsegpt', not by {method!r}")
+    if solver is not None and not isinstance(solver, SolverOptions):
+        raise TypeError(f"solver must be a SolverOptions, got {type(solver).__name__}")
+    fitted, quant = w, None
+    if prune == "magnitude":
+        mask_obj = _resolve_mask(w, mask, sparsity, mask_format, rank, tile, importance)
+    elif prune == "wanda" or mask_format == "lowrank":
+        target = as_fraction(sparsity, "sparsity")
+        if mask_format == "lowrank":
+            score = wanda_scores(w, np.sqrt(np.maximum(np.diag(h), 0.0))) if prune == "wanda" else obs_saliency(w, h)
+            mask_obj = _resolve_mask(
+                w, None, target, mask_format, rank, tile, score if importance is None else importance
+            )
+        else:
+            chosen = wanda_mask(w, np.sqrt(np.maximum(np.diag(h), 0.0)), target)
+            mask_obj = _resolve_mask(w, chosen, None, mask_format, rank, tile, importance)
+        if prune == "sparsegpt" and method not in CALIBRATED_METHODS:  # reconstruct around the fixed mask
+            fitted = solve(w, h, keep=mask_obj.to_dense(), options=solver).weights
+    else:  # SparseGPT chooses the mask itself, block by block
+        if importance is not None or rank is not None or tile is not None:
+            raise ValueError("pruning='sparsegpt' chooses its own mask; rank, tile and importance are for lowrank")
+        grid = UniformGrid(q, gs, scale_dtype) if method in CALIBRATED_METHODS else None
+        solution = solve(w, h, sparsity=as_fraction(sparsity, "sparsity"), grid=grid, options=solver)
+        mask_obj = _resolve_mask(w, solution.keep, None, mask_format, None, None, None)
+        if grid is not None:
+            quant = quantized_on_grid(solution.codes, solution.step, solution.zero, q, gs, scale_dtype, method)
+        else:
+            fitted = solution.weights
     keep = mask_obj.to_dense()
     if layout is None:
         layout = "linear" if isinstance(mask_obj, NoMask) else "scatter"
@@ -396,7 +456,11 @@ def encode(
     seed = as_int(seed, "seed", 0, 2**64 - 1)
 
     xor = XorSpec(n_in, n_out, depth, seed, chain, layout, default_group_bands(n_out) if layout == "scatter" else 0)
-    quant = quantize(w, keep, q, group_size=gs, method=method, iterations=iterations, scale_dtype=scale_dtype)
+    if quant is None:
+        calibrated = {"hessian": h, "options": solver} if method in CALIBRATED_METHODS else {}
+        quant = quantize(
+            fitted, keep, q, group_size=gs, method=method, iterations=iterations, scale_dtype=scale_dtype, **calibrated
+        )
     approx = dequantize(quant.scales, quant.planes, keep, gs, quant.offsets)
     targets = np.stack([pack_bits(p) for p in quant.planes])
     code, patches = core.encode_planes(targets, mask_obj.bits(), rows * cols, *xor.native_args())

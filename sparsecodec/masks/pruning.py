@@ -1,4 +1,6 @@
-"""Choosing which weights to keep: magnitude pruning (per layer or global) and the gradual schedule.
+"""Choosing which weights to keep: magnitude pruning (per layer or global), Wanda (magnitude times
+the input's activity, per output row) and the gradual schedule. SparseGPT, which chooses its mask
+while it reconstructs the layer, is :func:`sparsecodec.calibration.second_order.solve`.
 
 Low-rank-index pruning, which chooses a mask that is a Boolean product of binary factors, is
 :func:`sparsecodec.lowrank_mask`.
@@ -27,6 +29,36 @@ def magnitude_mask(weights: np.ndarray, sparsity: float) -> np.ndarray:
         magnitude = np.abs(w.reshape(-1))
         keep[np.argpartition(magnitude, n_prune - 1)[:n_prune]] = False
     return keep.reshape(w.shape)
+
+
+def wanda_scores(weights: np.ndarray, input_norms: np.ndarray) -> np.ndarray:
+    """Wanda's importance (Sun et al. 2023): ``|W_ij| * ||X_j||_2``, the weight's magnitude times the
+    L2 norm of its input column over the calibration tokens (``sqrt(diag(X^T X))``)."""
+    w = np.asarray(weights)
+    norms = np.asarray(input_norms, dtype=np.float64)
+    if w.ndim != 2 or norms.shape != (w.shape[1],):
+        raise ValueError(f"input_norms must have one entry per input column ({w.shape[1]}), got shape {norms.shape}")
+    if not np.isfinite(norms).all() or (norms < 0).any():
+        raise ValueError("input_norms must be finite and non-negative")
+    return np.abs(w).astype(np.float64) * norms[None, :]
+
+
+def wanda_mask(weights: np.ndarray, input_norms: np.ndarray, sparsity: float) -> np.ndarray:
+    """Keep-mask pruning, within each output row, the weights of lowest Wanda score; exactly
+    ``round(sparsity * size)`` weights of the layer are pruned (rows differ by at most one)."""
+    return row_balanced_mask(wanda_scores(weights, input_norms), sparsity)
+
+
+def row_balanced_mask(scores: np.ndarray, sparsity: float) -> np.ndarray:
+    """Keep-mask pruning the lowest ``scores`` of each row, so that the layer loses exactly
+    ``round(sparsity * size)`` weights: row r prunes ``round(s*c*(r+1)) - round(s*c*r)`` of its c.
+    Ties are broken by column, deterministically."""
+    score = np.asarray(scores)
+    rows, cols = score.shape
+    target = as_fraction(sparsity, "sparsity") * cols
+    counts = np.diff(np.round(target * np.arange(rows + 1)).astype(np.int64))
+    ranks = np.argsort(np.argsort(score, axis=1, kind="stable"), axis=1, kind="stable")
+    return ranks >= counts[:, None]
 
 
 def global_magnitude_masks(weights: Mapping[str, np.ndarray], sparsity: float) -> dict[str, np.ndarray]:

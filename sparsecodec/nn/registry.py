@@ -37,7 +37,11 @@ class LayerKind:
     * ``weight_shape(layer)``: the shape of the weight a compressed layer holds (as torch shapes it);
     * ``unsupported(module)``: why a module of this kind cannot be converted (an option the compressed
       layer cannot honour), or None;
-    * ``accepts(module)``: modules taken besides exact ``base`` instances (Hugging Face's ``Conv1D``).
+    * ``accepts(module)``: modules taken besides exact ``base`` instances (Hugging Face's ``Conv1D``);
+    * ``assign(module, matrices)``: write matrices (as ``matrices`` returns them) back into the
+      module's weight, in place (calibration runs later layers on the decoded weights of earlier ones);
+    * ``calibrated``: whether calibration statistics of the inputs apply (not to an embedding, whose
+      inputs are indices).
     """
 
     name: str
@@ -48,8 +52,10 @@ class LayerKind:
     spec: Callable[[nn.Module], dict[str, Any]]
     rebuild: Callable[[dict[str, Any], list[EncodedWeight], Tensors, str], nn.Module]
     weight_shape: Callable[[nn.Module], tuple[int, ...]]
+    assign: Callable[[nn.Module, list[np.ndarray]], None]
     unsupported: Callable[[nn.Module], str | None] = lambda module: None
     accepts: Callable[[nn.Module], bool] = lambda module: False
+    calibrated: bool = True
 
     @property
     def config_key(self) -> str:
@@ -130,6 +136,17 @@ def _linear_matrices(module: nn.Module) -> list[np.ndarray]:
     return [w.t().contiguous().numpy() if is_hf_conv1d(module) else w.numpy()]
 
 
+def _assign_linear(module: nn.Module, matrices: list[np.ndarray]) -> None:
+    w = torch.from_numpy(matrices[0])
+    module.weight.data.copy_(w.t() if is_hf_conv1d(module) else w)
+
+
+def _assign_conv2d(module: nn.Module, matrices: list[np.ndarray]) -> None:
+    per = module.out_channels // module.groups
+    for k, m in enumerate(matrices):
+        module.weight.data[k * per : (k + 1) * per].copy_(torch.from_numpy(m).reshape(per, *module.weight.shape[1:]))
+
+
 def _conv2d_matrices(module: nn.Module) -> list[np.ndarray]:
     w, g = _weight(module), module.groups
     per = module.out_channels // g
@@ -195,6 +212,7 @@ register(
         spec=lambda m: {"class": "SQLinear", "strategy": m.strategy},
         rebuild=lambda spec, encs, tensors, prefix: SQLinear(encs[0], tensors.get(prefix + "bias"), spec["strategy"]),
         weight_shape=lambda m: (m.out_features, m.in_features),
+        assign=_assign_linear,
         accepts=is_hf_conv1d,
     )
 )
@@ -208,6 +226,7 @@ register(
         spec=_conv2d_spec,
         rebuild=_rebuild_conv2d,
         weight_shape=lambda m: (m.out_channels, m.in_channels // m.groups, *m.kernel_size),
+        assign=_assign_conv2d,
     )
 )
 register(
@@ -220,6 +239,8 @@ register(
         spec=lambda m: {"class": "SQEmbedding", "padding_idx": m.padding_idx},
         rebuild=lambda spec, encs, tensors, prefix: SQEmbedding(encs[0], spec.get("padding_idx")),
         weight_shape=lambda m: (m.num_embeddings, m.embedding_dim),
+        assign=lambda m, matrices: m.weight.data.copy_(torch.from_numpy(matrices[0])),
         unsupported=unsupported_option,
+        calibrated=False,
     )
 )

@@ -24,7 +24,7 @@ from .base import (
     ungroup_planes,
 )
 from .greedy import greedy_fit
-from .uniform import quantize_uniform
+from .uniform import code_planes, quantize_uniform
 
 
 def _group_errors(w, keep, alphas, signs, betas) -> np.ndarray:
@@ -51,7 +51,7 @@ def _nearest_codes(w: np.ndarray, alphas: np.ndarray, combos: np.ndarray) -> np.
         probe = np.take_along_axis(mids, idx + half - 1, axis=-1)
         idx += half * (w > probe)
     chosen = np.take_along_axis(order, idx, axis=-1)  # combination index per weight
-    return ((chosen[None] >> np.arange(bits)[:, None, None, None]) & 1).astype(bool)
+    return code_planes(chosen, bits)
 
 
 def _uniform_start(step, zero, signs, bits, round_scale):

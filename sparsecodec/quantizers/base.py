@@ -71,9 +71,12 @@ class ValueModel(ABC):
 
 VALUE_MODELS: dict[str, ValueModel] = {}
 
-#: Fitting methods by name: fn(w, keep, bits, group_size, scale_dtype, iterations) -> Quantized.
+#: Fitting methods by name: fn(w, keep, bits, group_size, scale_dtype, iterations) -> Quantized;
+#: calibrated ones also take ``hessian=`` (the layer's input Hessian) and ``options=`` (SolverOptions).
 FitFn = Callable[..., "Quantized"]
 METHODS: dict[str, FitFn] = {}
+#: The fitting methods that need calibration data (the Hessian of the layer's inputs).
+CALIBRATED_METHODS: set[str] = set()
 
 
 def register_value_model(model: ValueModel) -> ValueModel:
@@ -82,11 +85,14 @@ def register_value_model(model: ValueModel) -> ValueModel:
     return model
 
 
-def register_method(name: str) -> Callable[[FitFn], FitFn]:
-    """Decorator: register a fitting method under ``name`` (an ``encode(method=...)`` choice)."""
+def register_method(name: str, *, calibrated: bool = False) -> Callable[[FitFn], FitFn]:
+    """Decorator: register a fitting method under ``name`` (an ``encode(method=...)`` choice);
+    ``calibrated`` methods need the Hessian of the layer's inputs."""
 
     def wrap(fn: FitFn) -> FitFn:
         METHODS[name] = fn
+        if calibrated:
+            CALIBRATED_METHODS.add(name)
         return fn
 
     return wrap

@@ -13,14 +13,19 @@ import numpy as np
 from .base import SCALE_DTYPES, Quantized, grouped, groups_for, register_method, row_blocks, ungroup_planes
 
 
-def uniform_grid(w: np.ndarray, keep: np.ndarray, bits: int, scale_dtype: str):
-    """Grouped (R, G, K) float64 weights -> step (R, G) in the scale dtype, zero (R, G) uint8 and
-    codes k (R, G, K) int64."""
-    maxq = (1 << bits) - 1
+def grid_range(w: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The range [lo, hi] of each group's kept weights, widened to include 0 (over the last axis);
+    an empty or all-zero group takes [-1, 1]."""
     lo = np.minimum(np.where(keep, w, np.inf).min(axis=-1), 0.0)
     hi = np.maximum(np.where(keep, w, -np.inf).max(axis=-1), 0.0)
     flat = ~(hi > lo)  # empty (inf bounds clipped to 0) or all-zero groups
-    lo, hi = np.where(flat, -1.0, lo), np.where(flat, 1.0, hi)
+    return np.where(flat, -1.0, lo), np.where(flat, 1.0, hi)
+
+
+def grid_for_range(lo: np.ndarray, hi: np.ndarray, bits: int, scale_dtype: str) -> tuple[np.ndarray, np.ndarray]:
+    """Step (float64 holding scale-dtype values) and integer zero point (float64) of the q-bit grid
+    spanning [lo, hi] (lo <= 0 <= hi)."""
+    maxq = (1 << bits) - 1
     dtype = SCALE_DTYPES[scale_dtype]
     with np.errstate(over="ignore"):
         step = ((hi - lo) / maxq).astype(dtype)
@@ -28,9 +33,26 @@ def uniform_grid(w: np.ndarray, keep: np.ndarray, bits: int, scale_dtype: str):
         raise ValueError(f"weights span too wide a range for {scale_dtype} steps; use scale_dtype='float32'")
     tiny = np.finfo(dtype).smallest_subnormal
     step = np.maximum(step, tiny).astype(np.float64)
-    zero = np.clip(np.round(-lo / step), 0, maxq)
-    codes = np.clip(np.round(w / step[..., None]) + zero[..., None], 0, maxq).astype(np.int64)
-    return step, zero.astype(np.uint8), codes
+    return step, np.clip(np.round(-lo / step), 0, maxq)
+
+
+def grid_codes(w: np.ndarray, step: np.ndarray, zero: np.ndarray, bits: int) -> np.ndarray:
+    """Nearest grid codes k (int64) of ``w`` for a step and zero point per group (broadcast over the
+    last axis of ``w``); the value of code k is step * (k - zero)."""
+    return np.clip(np.round(w / step[..., None]) + zero[..., None], 0, (1 << bits) - 1).astype(np.int64)
+
+
+def uniform_grid(w: np.ndarray, keep: np.ndarray, bits: int, scale_dtype: str):
+    """Grouped (R, G, K) float64 weights -> step (R, G) in the scale dtype, zero (R, G) uint8 and
+    codes k (R, G, K) int64."""
+    step, zero = grid_for_range(*grid_range(w, keep), bits, scale_dtype)
+    return step, zero.astype(np.uint8), grid_codes(w, step, zero, bits)
+
+
+def code_planes(codes: np.ndarray, bits: int) -> np.ndarray:
+    """Sign planes (bits, ...) of integer codes: plane i holds bit i."""
+    shifts = np.arange(bits).reshape((bits,) + (1,) * codes.ndim)
+    return ((codes[None] >> shifts) & 1).astype(bool)
 
 
 @register_method("uniform")
@@ -50,6 +72,5 @@ def quantize_uniform(w, keep, bits, group_size, scale_dtype, iterations) -> Quan
         )
         step[r0:r1] = s.astype(dtype)
         zero[r0:r1] = z
-        signs = ((k[None] >> np.arange(bits)[:, None, None, None]) & 1).astype(bool)
-        planes[:, r0:r1] = ungroup_planes(signs, cols)
+        planes[:, r0:r1] = ungroup_planes(code_planes(k, bits), cols)
     return Quantized("uniform", "uniform", planes, group_size, scale_dtype, {"step": step, "zero": zero})
