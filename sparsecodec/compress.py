@@ -15,6 +15,18 @@ With an ``executor`` (any ``concurrent.futures.Executor``: a process pool, ``das
 task receives a float32 array and returns stream bytes. A local process pool should spawn its workers
 (``ProcessPoolExecutor(mp_context=multiprocessing.get_context("spawn"))``): a forked child of a process
 whose torch and OpenMP thread pools are running can deadlock.
+
+With ``calibration`` (batches of model inputs), layers are compressed in forward order, each from the
+Hessian of inputs that passed through the layers already compressed (block by block for transformer
+stacks; see :mod:`sparsecodec.calibration.sequential`): GPTQ (``method="gptq"``), Wanda and SparseGPT
+(``pruning=``). Padding positions (the batches' ``attention_mask``) are left out of the statistics.
+An executor then takes the layers of one *stage* (those reading one input: a block's query, key and
+value projections) in parallel; stages run one after another, since each one's statistics depend on
+the ones before, so a model that is one long chain of layers gains nothing from it. Embeddings take
+the data-free counterpart of a calibrated config (round to nearest, magnitude pruning): their inputs
+are indices. ``target_bpw`` is budget mode (:mod:`sparsecodec.calibration.budget`); its sensitivity
+measurement runs in this process. On any failure (a batch that does not fit the model, an error in a
+layer, an interrupt) the model is left as it was.
 """
 
 from __future__ import annotations
@@ -30,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .calibration.budget import BudgetPlan, plan_budget
 from .calibration.sequential import SequentialCalibration, as_batches, check_batches
 from .config import SQConfig
 from .formats.xor_codec import EncodedWeight, decode, encode
@@ -38,6 +51,8 @@ from .options import calibrated_methods
 from .quantizers import calibration_needed
 
 ConfigSpec = SQConfig | Mapping[str, SQConfig | None]
+#: The base config of budget mode when none is given: GPTQ, SparseGPT pruning, float16 steps.
+BUDGET_BASE = SQConfig(method="gptq", pruning="sparsegpt", scale_dtype="float16", bits=4, sparsity=0.0, group_size=128)
 
 _SUPPORTED = ", ".join(k.base.__name__ for k in LAYER_KINDS.values()) + " and Hugging Face Conv1D"
 
@@ -69,6 +84,8 @@ class CompressionReport:
     """What ``compress_`` did to each module that holds a weight."""
 
     layers: list[LayerReport]
+    #: What budget mode chose (``compress_(..., target_bpw=...)``), else None.
+    budget: BudgetPlan | None = None
 
     @property
     def converted(self) -> list[LayerReport]:
@@ -85,6 +102,8 @@ class CompressionReport:
 
     def __str__(self) -> str:
         lines = [f"compressed {len(self.converted)} layers, skipped {len(self.skipped)}"]
+        if self.budget is not None:
+            lines.append(str(self.budget))
         for r in self.layers:
             if r.converted:
                 lines.append(
@@ -138,6 +157,8 @@ def compress_(
     calibration: Iterable[Any] | None = None,
     blocks: str | Sequence[str] | None = None,
     progress: Callable[[LayerProgress], None] | None = None,
+    target_bpw: float | None = None,
+    candidates: Iterable[tuple[float, int, int]] | None = None,
 ) -> CompressionReport:
     """Replace eligible layers of ``model`` by compressed ones, in place; see the module docstring.
 
@@ -153,6 +174,13 @@ def compress_(
         blocks: the model's repeated blocks for calibration: a container's name
             (``"encoder.layer"``), a list of module names, or ``[]`` for none; found when None.
         progress: called with a :class:`LayerProgress` after each layer is compressed.
+        target_bpw: budget mode (needs ``calibration``): choose per layer, from ``candidates``
+            ((sparsity, bits, group size) triples; default
+            :data:`sparsecodec.calibration.budget.DEFAULT_CANDIDATES`), the config that keeps the
+            model closest to the original with ``target_bpw`` bits per weight over all converted
+            layers (:mod:`sparsecodec.calibration.budget`). ``config`` is then the base the candidates
+            change (default: GPTQ with SparseGPT pruning, float16 steps); the report's ``budget``
+            shows the choice.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"compress_ expects a torch.nn.Module, got {type(model).__name__}")
@@ -161,7 +189,36 @@ def compress_(
         raise TypeError("config must be an SQConfig or a mapping from layer names to SQConfig / None")
     if progress is not None and not callable(progress):
         raise TypeError("progress must be callable")
+    if target_bpw is not None:
+        if not isinstance(spec, SQConfig):
+            raise TypeError("with target_bpw, config is one SQConfig (the base of the candidates), not a mapping")
+        if config is None:
+            spec = BUDGET_BASE
+        if calibration is None:
+            raise ValueError("target_bpw (budget mode) needs calibration data: pass calibration=<batches>")
+    elif candidates is not None:
+        raise ValueError("candidates apply to budget mode only (pass target_bpw)")
     reports, plans = _plan(model, spec, filter_fn)
+    budget = None
+    if target_bpw is not None:
+        batches = as_batches(calibration)
+        was_training = _eval(model)
+        try:
+            check_batches(model, batches)
+            budget = plan_budget(
+                model,
+                {p.name: (p.module, p.kind) for p in plans},
+                batches,
+                target_bpw,
+                spec,
+                candidates=candidates,
+                blocks=blocks,
+            )
+        finally:
+            _restore_training(was_training)
+        for p in plans:
+            p.config = budget.configs[p.name]
+        calibration = batches
     for p in plans:
         if p.config.needs_calibration and not p.kind.calibrated:
             p.config = p.config.data_free()
@@ -186,7 +243,19 @@ def compress_(
         _set_submodule(model, p.name, new)
         p.report.converted = True
         p.report.stats = _layer_stats(p)
-    return CompressionReport(reports)
+    return CompressionReport(reports, budget)
+
+
+def _eval(model: nn.Module) -> list[tuple[nn.Module, bool]]:
+    """Put ``model`` in eval mode; returns what to restore."""
+    flags = [(m, m.training) for m in model.modules()]
+    model.eval()
+    return flags
+
+
+def _restore_training(flags: list[tuple[nn.Module, bool]]) -> None:
+    for m, flag in flags:
+        m.training = flag
 
 
 def _plan(model: nn.Module, spec: ConfigSpec, filter_fn) -> tuple[list[LayerReport], list[_Plan]]:
@@ -299,8 +368,7 @@ def _calibrate(model, plans: list[_Plan], calibration, blocks, executor, clock: 
         _encode_plans(stage, executor, clock, hessians)
         install(stage)
 
-    was_training = [(m, m.training) for m in model.modules()]
-    model.eval()
+    was_training = _eval(model)
     try:
         with torch.no_grad():
             check_batches(model, batches)
@@ -318,8 +386,7 @@ def _calibrate(model, plans: list[_Plan], calibration, blocks, executor, clock: 
             for p in plans:
                 if p.name in originals:
                     p.module.weight.data.copy_(originals[p.name])
-        for m, flag in was_training:
-            m.training = flag
+        _restore_training(was_training)
 
 
 def _layer_stats(p: _Plan) -> dict[str, Any]:

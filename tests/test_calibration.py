@@ -374,3 +374,62 @@ def test_sqconfig_calibration_fields_round_trip():
     with pytest.raises(TypeError, match="act_order"):
         sc.SQConfig(act_order="yes")
     assert list(itertools.islice(sc.options.PRUNINGS, 3)) == ["magnitude", "wanda", "sparsegpt"]
+
+
+# -------------------------------------------------------------------------------------- budget mode
+def test_knapsack_choice_equals_brute_force(rng):
+    from sparsecodec.calibration.budget import choose
+
+    for _ in range(20):
+        items = [[(float(rng.uniform(1, 10)), float(rng.uniform(0, 5))) for _ in range(3)] for _ in range(4)]
+        budget = float(rng.uniform(10, 30))
+        feasible = [
+            combo
+            for combo in itertools.product(range(3), repeat=4)
+            if sum(items[i][k][0] for i, k in enumerate(combo)) <= budget
+        ]
+        if not feasible:
+            with pytest.raises(ValueError, match="cannot be met"):
+                choose(items, budget)
+            continue
+        best = min(sum(items[i][k][1] for i, k in enumerate(c)) for c in feasible)
+        got = choose(items, budget)
+        assert sum(items[i][k][0] for i, k in enumerate(got)) <= budget * (1 + 1e-3)
+        assert sum(items[i][k][1] for i, k in enumerate(got)) <= best + 1e-9
+
+
+def test_budget_mode_meets_the_budget_and_reports_its_choice(tiny):
+    candidates = [(0.0, 8, 32), (0.0, 4, 32), (0.0, 2, 32), (0.5, 3, 32)]
+    report = sc.compress_(tiny, calibration=token_batches(), target_bpw=3.5, candidates=candidates)
+    assert report.budget is not None and len(report.budget.choices) == 8
+    assert report.budget.estimated_bpw <= 3.5
+    assert abs(report.total_bits_per_weight() - report.budget.estimated_bpw) < 0.05
+    chosen = {(c.sparsity, c.bits, c.group_size) for c in report.budget.choices}
+    assert chosen <= set(candidates) and len(chosen) > 1
+    assert "budget 3.500 bits/weight" in str(report)
+
+
+def test_budget_mode_bad_input(tiny):
+    with pytest.raises(ValueError, match="needs calibration data"):
+        sc.compress_(tiny, target_bpw=3.0)
+    with pytest.raises(TypeError, match="not a mapping"):
+        sc.compress_(tiny, {"_default": GPTQ4}, calibration=token_batches(), target_bpw=3.0)
+    with pytest.raises(ValueError, match="budget mode only"):
+        sc.compress_(tiny, GPTQ4, calibration=token_batches(), candidates=[(0.0, 4, 8)])
+    with pytest.raises(ValueError, match="cannot be met"):
+        sc.compress_(tiny, calibration=token_batches(), target_bpw=0.5, candidates=[(0.0, 4, 8)])
+    with pytest.raises(ValueError, match="positive"):
+        sc.compress_(tiny, calibration=token_batches(), target_bpw=-1.0)
+    assert not any(isinstance(m, sc.nn.SQLinear) for m in tiny.modules())
+
+
+def test_a_dask_cluster_of_processes_gives_the_same_streams(tiny):
+    distributed = pytest.importorskip("distributed")
+    data_free = sc.SQConfig(sparsity=0.5, bits=3, group_size=8, method="uniform")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            for config, calibration in ((GPTQ4, token_batches()), (data_free, None)):
+                local, remote = copy.deepcopy(tiny), copy.deepcopy(tiny)
+                sc.compress_(local, config, calibration=calibration)
+                sc.compress_(remote, config, calibration=calibration, executor=client.get_executor())
+                assert streams_of(local) == streams_of(remote)

@@ -111,6 +111,29 @@ def test_compress_8bit_uniform_keeps_sentence_embeddings(model, tokenizer):
     assert cosine >= 0.999, cosine
 
 
+def test_calibrated_gptq_keeps_sentence_embeddings_better_than_rounding(model, tokenizer):
+    """A fidelity guard for calibrated compression on the real model: GPTQ at 4 bits (groups of 128)
+    on every Linear layer, calibrated on 32 everyday-prose sentences, keeps the held-out sentence
+    embeddings within cosine 0.96 of the dense model's and beats round to nearest on the same grid
+    (measured: 0.970 against 0.959; the bench's 320 calibration sentences give 0.98+). The embeddings
+    are left dense to keep the test short."""
+    from sparsecodec.models.corpus import prose_sentences
+    from sparsecodec.models.text_batches import tokenized_batches
+
+    sentences = prose_sentences(48) + reference_sentences(48, split="heldout")
+    dense = minilm.sentence_embeddings(model, tokenizer, sentences)
+    batches = tokenized_batches(tokenizer, prose_sentences(32, split="calibration"))
+    cosines = {}
+    for method in ("gptq", "uniform"):
+        cfg = sc.SQConfig(sparsity=0.0, bits=4, group_size=128, method=method, scale_dtype="float16")
+        compressed = copy.deepcopy(model)
+        report = sc.compress_(compressed, {"_embedding": None, "_linear": cfg}, calibration=batches)
+        assert len(report.converted) == 37
+        cosines[method] = minilm.embedding_cosine(dense, minilm.sentence_embeddings(compressed, tokenizer, sentences))
+    assert cosines["gptq"] >= 0.96, cosines
+    assert cosines["gptq"] >= cosines["uniform"] + 0.005, cosines
+
+
 def test_sentence_embeddings_are_normalised_and_order_independent(model, tokenizer):
     sentences = reference_sentences(12, split="calibration")
     emb = minilm.sentence_embeddings(model, tokenizer, sentences, batch_size=5)

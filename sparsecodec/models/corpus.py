@@ -27,12 +27,18 @@ Python version. The documentation text changes between CPython versions (and occ
 patch releases), so the sentences themselves differ between versions; this is accepted: callers
 (tests, benchmarks) rely on the counts and the disjointness, never on the exact sentences. Python
 3.11 gives about 1360 sentences, about 1020 of them held out (1023 on 3.11.7, 1024 on 3.11.2).
+
+:func:`prose_sentences` is the second source: 640 sentences of ordinary everyday English (cooking,
+travel, weather, work, family ...) written for this project and kept in ``prose.txt`` beside this
+module, split into even (calibration) and odd (held-out) lines. Technical manual text and everyday
+prose differ, which is how the benchmarks show the effect of the calibration source.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import pathlib
 import re
 
 SPLITS = ("calibration", "heldout")
@@ -63,6 +69,33 @@ def reference_sentences(n: int | None = None, *, split: str = "heldout") -> list
     if n > len(part):
         raise ValueError(f"the {split} part has {len(part)} sentences on this Python, {n} were asked for")
     return list(part[:n])
+
+
+#: Ordinary English prose written for this project (640 sentences on everyday topics, one per line).
+PROSE_FILE = pathlib.Path(__file__).with_name("prose.txt")
+
+
+def prose_sentences(n: int | None = None, *, split: str = "heldout") -> list[str]:
+    """The first ``n`` sentences (all with ``None``) of one half of the project's own everyday prose
+    (``prose.txt`` beside this module, written for sparsecodec): ``"calibration"`` takes the even
+    lines, ``"heldout"`` the odd ones, so both halves cover every topic. Ordinary prose, unlike the
+    reference manual, is what a calibration set usually looks like."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    lines = _prose_lines()
+    part = lines[0::2] if split == "calibration" else lines[1::2]
+    if n is None:
+        return list(part)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be a non-negative integer or None, got {n!r}")
+    if n > len(part):
+        raise ValueError(f"the {split} half of the prose has {len(part)} sentences, {n} were asked for")
+    return list(part[:n])
+
+
+@functools.lru_cache(maxsize=1)
+def _prose_lines() -> tuple[str, ...]:
+    return tuple(line.strip() for line in PROSE_FILE.read_text(encoding="utf-8").splitlines() if line.strip())
 
 
 @functools.lru_cache(maxsize=1)

