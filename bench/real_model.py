@@ -23,7 +23,7 @@ Ours: single configs (one SQConfig for every layer: GPTQ, SparseGPT pruning when
 embeddings are fitted by round to nearest, their inputs being indices) and budget mode (per-layer
 choice under a total budget; the sensitivities are measured once and the plan re-solved per budget).
 Peers in the same run: round to nearest int8 / int4 per row and in groups of 128 (written here),
-torch dynamic int8, magnitude and Wanda pruning at 50 % with and without RTN int4, and the PyPI
+torch dynamic int8, magnitude and Wanda pruning at 50 % and 70 % with and without RTN int4, and the PyPI
 libraries of bench/peer_compressors.py where they install and run on CPU.
 """
 
@@ -59,11 +59,21 @@ SINGLE = [
     ("S=0.7 q=3 g128", 0.7, 3, 128),
     ("S=0.7 q=2 g128", 0.7, 2, 128),
 ]
-BUDGETS = [2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0]
+#: configs also run with the embeddings kept unpruned (same bits): a token's row has no calibration
+#: inputs to prune it by, and 70 % magnitude pruning of the embedding table is what costs most there
+UNPRUNED_EMBEDDINGS = ["S=0.5 q=4 g128", "S=0.7 q=3 g128"]
+BUDGETS = [2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0]
 QUICK_SINGLE = [SINGLE[1], SINGLE[4]]
 QUICK_BUDGETS = [3.0]
 #: configs re-run with the reference manual as calibration text
 SOURCE_CHECK = ["S=0 q=4 g128", "S=0.5 q=4 g128", "S=0.7 q=3 g128"]
+
+
+def layer_configs(sparsity: float, bits: int, group: int, prune_embeddings: bool = True):
+    """One config for every layer, or the Linear layers pruned and the embeddings only quantised."""
+    if prune_embeddings:
+        return single_config(sparsity, bits, group)
+    return {"_linear": single_config(sparsity, bits, group), "_embedding": single_config(0.0, bits, group)}
 
 
 def single_config(sparsity: float, bits: int, group: int) -> sc.SQConfig:
@@ -75,9 +85,9 @@ def single_config(sparsity: float, bits: int, group: int) -> sc.SQConfig:
 
 # --- metrics ---------------------------------------------------------------------------------------
 class Evaluation:
-    def __init__(self, model, tokenizer, sentences: list[str]):
-        self.tokenizer, self.sentences = tokenizer, sentences
-        self.dense = minilm.sentence_embeddings(model, tokenizer, sentences)
+    def __init__(self, model, tokenizer, prose: list[str], manual: list[str]):
+        self.tokenizer, self.sentences, self.n_prose = tokenizer, prose + manual, len(prose)
+        self.dense = minilm.sentence_embeddings(model, tokenizer, self.sentences)
         self.dense_nn = self._nearest(self.dense)
         self.matrices = {n: m.weight.numel() for n, m in model.named_modules() if kind_of(m) is not None}
         self.linear = {n for n, m in model.named_modules() if type(m).__name__ == "Linear"}
@@ -96,6 +106,8 @@ class Evaluation:
         return {
             "cosine_mean": float(cos.mean()),
             "cosine_p5": float(np.percentile(cos, 5)),
+            "cosine_prose": float(cos[: self.n_prose].mean()),
+            "cosine_manual": float(cos[self.n_prose :].mean()),
             "nn_agreement": float((self._nearest(emb) == self.dense_nn).double().mean()),
         }
 
@@ -185,26 +197,24 @@ def written_peers(model, ev: Evaluation, batches) -> list[dict]:
     add("torch dynamic int8 (Linear)", dynamic, {n: 8.0 for n in ev.linear}, time.perf_counter() - t0)
 
     norms = input_norms(model, batches)
-    for pruning in ("magnitude", "wanda"):
-        for with_int4 in (False, True):
+    pruned_peers = [(s, p, q4) for s in (0.5, 0.7) for p in ("magnitude", "wanda") for q4 in (False, True)]
+    for sparsity, pruning, with_int4 in pruned_peers:
 
-            def transform(n, w, pruning=pruning, with_int4=with_int4):
-                keep = magnitude_mask(w, 0.5) if pruning == "magnitude" else wanda_mask(w, norms[n], 0.5)
-                if with_int4:  # kept values in int4 g128, plus a bitmap
-                    return np.where(keep, rtn_asymmetric(np.where(keep, w, 0.0), 4, 128), 0.0), 0.5 * 4 + 1 + 20 / 128
-                return np.where(keep, w, 0.0), 0.5 * 32 + 1
+        def transform(n, w, s=sparsity, pruning=pruning, with_int4=with_int4):
+            keep = magnitude_mask(w, s) if pruning == "magnitude" else wanda_mask(w, norms[n], s)
+            if with_int4:  # kept values in int4 g128, plus a bitmap
+                return np.where(keep, rtn_asymmetric(np.where(keep, w, 0.0), 4, 128), 0.0), (1 - s) * 4 + 1 + 20 / 128
+            return np.where(keep, w, 0.0), (1 - s) * 32 + 1
 
-            t0 = time.perf_counter()
-            m, bpw = fake_quantised(model, ev.linear, transform)
-            if with_int4:  # the embeddings in int4 g128 too, so that the total is comparable
-                m2, bpw_e = fake_quantised(
-                    m, everything - ev.linear, lambda n, w: (rtn_asymmetric(w, 4, 128), rtn_bpw(4, 128, w.shape[1]))
-                )
-                m, bpw = m2, {**bpw, **bpw_e}
-            label = (
-                f"{'magnitude' if pruning == 'magnitude' else 'Wanda'} 50 %{' + RTN int4 g128' if with_int4 else ''}"
+        t0 = time.perf_counter()
+        m, bpw = fake_quantised(model, ev.linear, transform)
+        if with_int4:  # the embeddings in int4 g128 too, so that the total is comparable
+            m2, bpw_e = fake_quantised(
+                m, everything - ev.linear, lambda n, w: (rtn_asymmetric(w, 4, 128), rtn_bpw(4, 128, w.shape[1]))
             )
-            add(label, m, bpw, time.perf_counter() - t0)
+            m, bpw = m2, {**bpw, **bpw_e}
+        label = f"{pruning.capitalize()} {sparsity:.0%}{' + RTN int4 g128' if with_int4 else ''}"
+        add(label, m, bpw, time.perf_counter() - t0)
     return rows
 
 
@@ -231,11 +241,16 @@ def library_peers(model, ev: Evaluation, batches) -> list[dict]:
 # --- ours ------------------------------------------------------------------------------------------
 def ours_single(model, ev: Evaluation, batches, configs, source: str) -> list[dict]:
     rows = []
-    for label, s, q, g in configs:
+    runs = [(c, True) for c in configs]
+    if source == "prose":
+        runs += [(c, False) for c in configs if c[0] in UNPRUNED_EMBEDDINGS]
+    for (label, s, q, g), prune_embeddings in runs:
         m = copy.deepcopy(model)
         t0 = time.perf_counter()
-        report = sc.compress_(m, single_config(s, q, g), calibration=batches)
+        report = sc.compress_(m, layer_configs(s, q, g, prune_embeddings), calibration=batches)
         seconds = time.perf_counter() - t0
+        if not prune_embeddings:
+            label += f", embeddings S=0 q={q}"
         row = {"name": f"ours {label}", "kind": "ours", "source": source, "seconds": seconds}
         row.update(ev.quality(m))
         row.update(ev.bits(report_bpw(report)))
@@ -272,25 +287,23 @@ def ours_budget(model, ev: Evaluation, batches, budgets) -> tuple[list[dict], fl
 
 
 # --- report ----------------------------------------------------------------------------------------
-def front_check(rows: list[dict]) -> list[str]:
-    """For every peer point with 2..9 bits/weight: is our best config at or under its bits at least
-    as good?"""
+AXES = {"bpw_all": "all weight matrices", "bpw_linear": "Linear layers"}
+
+
+def front_check(rows: list[dict], axis: str = "bpw_all") -> list[str]:
+    """For every peer point with 2..9 bits/weight on ``axis``: is our best config at or under its
+    bits at least as good? On the Linear axis our configs still compress the embeddings too, while
+    most peers leave them in float32, so that comparison is tilted against us."""
     ours = [r for r in rows if r["kind"] in ("ours", "budget") and r.get("source", "prose") == "prose"]
     lines = []
     for p in rows:
-        if p["kind"] not in ("peer", "library") or "bpw_all" not in p or not 2.0 <= p["bpw_all"] <= 9.0:
+        if p["kind"] not in ("peer", "library") or axis not in p or not 2.0 <= p[axis] <= 9.0:
             continue
-        best = max(
-            (o for o in ours if o["bpw_all"] <= p["bpw_all"] + 1e-9), key=lambda o: o["cosine_mean"], default=None
-        )
+        best = max((o for o in ours if o[axis] <= p[axis] + 1e-9), key=lambda o: o["cosine_mean"], default=None)
         ok = best is not None and best["cosine_mean"] >= p["cosine_mean"]
         lines.append(
-            f"{'at or above' if ok else 'BELOW'}: {p['name']} ({p['bpw_all']:.2f} bpw, {p['cosine_mean']:.4f}) vs "
-            + (
-                f"{best['name']} ({best['bpw_all']:.2f} bpw, {best['cosine_mean']:.4f})"
-                if best
-                else "no config of ours"
-            )
+            f"{'at or above' if ok else 'BELOW'}: {p['name']} ({p[axis]:.2f} bpw, {p['cosine_mean']:.4f}) vs "
+            + (f"{best['name']} ({best[axis]:.2f} bpw, {best['cosine_mean']:.4f})" if best else "no config of ours")
         )
     return lines
 
@@ -315,78 +328,81 @@ def budget_check(rows: list[dict]) -> list[str]:
 
 
 def plot(rows: list[dict], path) -> None:
+    """Two panels, cosine against bits per weight over all matrices and over the Linear layers:
+    our configs with their front, every peer as a labelled point."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    ours = sorted(
-        (r for r in rows if r["kind"] in ("ours", "budget") and r.get("source", "prose") == "prose"),
-        key=lambda r: r["bpw_all"],
-    )
-    front, best = [], -1.0
-    for r in ours:
-        if r["cosine_mean"] > best:
-            front.append(r)
-            best = r["cosine_mean"]
-    ax.plot(
-        [r["bpw_all"] for r in front],
-        [r["cosine_mean"] for r in front],
-        "-",
-        color="tab:blue",
-        label="sparsecodec (front)",
-    )
-    for kind, marker, color, label in (
-        ("ours", "o", "tab:blue", "sparsecodec single config"),
-        ("budget", "*", "tab:cyan", "sparsecodec budget mode"),
-    ):
-        pts = [r for r in ours if r["kind"] == kind]
-        ax.scatter(
-            [r["bpw_all"] for r in pts],
-            [r["cosine_mean"] for r in pts],
-            marker=marker,
-            color=color,
-            s=50,
-            label=label,
-            zorder=3,
+    fig, axes = plt.subplots(1, 2, figsize=(14, 5.5), sharey=True)
+    ours = [r for r in rows if r["kind"] in ("ours", "budget") and r.get("source", "prose") == "prose"]
+    peers = [r for r in rows if r["kind"] in ("peer", "library") and "cosine_mean" in r]
+    for ax, (axis, what) in zip(axes, AXES.items(), strict=True):
+        front, best = [], -1.0
+        for r in sorted(ours, key=lambda r: r[axis]):
+            if r["cosine_mean"] > best:
+                front.append(r)
+                best = r["cosine_mean"]
+        ax.plot(
+            [r[axis] for r in front],
+            [r["cosine_mean"] for r in front],
+            "-",
+            color="tab:blue",
+            label="sparsecodec (front)",
         )
-    peers = [r for r in rows if r["kind"] in ("peer", "library") and "bpw_all" in r and "cosine_mean" in r]
-    for r in peers:
-        ax.scatter(r["bpw_all"], r["cosine_mean"], marker="x", color="tab:red", zorder=3)
-        ax.annotate(r["name"], (r["bpw_all"], r["cosine_mean"]), fontsize=7, xytext=(3, -8), textcoords="offset points")
-    ax.set_xlabel("bits per weight, all weight matrices (embeddings included)")
-    ax.set_ylabel("mean cosine to the dense model (sentence embeddings)")
-    ax.set_xlim(1.5, 10)
-    lows = [r["cosine_mean"] for r in ours + peers if 1.5 <= r["bpw_all"] <= 10]
-    ax.set_ylim(max(0.0, min(lows) - 0.05) if lows else 0.0, 1.005)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("all-MiniLM-L6-v2: quality against size")
+        for kind, marker, color, label in (
+            ("ours", "o", "tab:blue", "sparsecodec single config"),
+            ("budget", "*", "tab:cyan", "sparsecodec budget mode"),
+        ):
+            pts = [r for r in ours if r["kind"] == kind]
+            ax.scatter(
+                [r[axis] for r in pts],
+                [r["cosine_mean"] for r in pts],
+                marker=marker,
+                color=color,
+                s=50,
+                label=label,
+                zorder=3,
+            )
+        shown = [r for r in peers if axis in r and 1.5 <= r[axis] <= 10]
+        for r in shown:
+            ax.scatter(r[axis], r["cosine_mean"], marker="x", color="tab:red", zorder=3)
+            ax.annotate(r["name"], (r[axis], r["cosine_mean"]), fontsize=6, xytext=(3, -8), textcoords="offset points")
+        ax.set_xlabel(f"bits per weight, {what}")
+        ax.set_xlim(1.5, 10)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+        ax.set_title(f"all-MiniLM-L6-v2: quality against size ({what})", fontsize=10)
+    lows = [r["cosine_mean"] for r in ours + peers if 1.5 <= min(r.get(a, 99) for a in AXES) <= 10]
+    axes[0].set_ylim(max(0.0, min(lows) - 0.05) if lows else 0.0, 1.005)
+    axes[0].set_ylabel("mean cosine to the dense model (sentence embeddings)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
 def table(rows: list[dict], meta: dict) -> str:
     lines = [
-        f"Model all-MiniLM-L6-v2, {meta['n_eval']} evaluation sentences (prose + reference manual), "
+        f"Model all-MiniLM-L6-v2, {meta['n_eval']} evaluation sentences ({meta['n_eval_prose']} prose + "
+        f"{meta['n_eval'] - meta['n_eval_prose']} reference manual), "
         f"calibration {meta['n_calib']} sentences of everyday prose unless marked. "
         f"`python bench/real_model.py{' --quick' if meta['quick'] else ''}`, {meta['machine']}."
         + (" **Quick run: fewer sentences and configs.**" if meta["quick"] else ""),
         "",
         "| config | kind | bits/weight (all) | bits/weight (Linear) | mean cosine | 5th pct cosine "
-        "| NN agreement | seconds | note |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| cosine, prose | cosine, manual | NN agreement | seconds | note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         if "cosine_mean" not in r:
-            lines.append(f"| {r['name']} | {r['kind']} | | | | | | | {r.get('note', '')} |")
+            lines.append(f"| {r['name']} | {r['kind']} | | | | | | | | | {r.get('note', '')} |")
             continue
         name = r["name"] + (" (calibrated on the reference manual)" if r.get("source") == "manual" else "")
         nan = float("nan")
         lines.append(
             f"| {name} | {r['kind']} | {r.get('bpw_all', nan):.3f} | {r.get('bpw_linear', nan):.3f} | "
-            f"{r['cosine_mean']:.5f} | {r['cosine_p5']:.5f} | {r['nn_agreement']:.3f} | "
+            f"{r['cosine_mean']:.5f} | {r['cosine_p5']:.5f} | {r['cosine_prose']:.5f} | {r['cosine_manual']:.5f} | "
+            f"{r['nn_agreement']:.3f} | "
             f"{r.get('seconds', 0):.0f} | {r.get('note', '')} |"
         )
     lines += [
@@ -396,8 +412,9 @@ def table(rows: list[dict], meta: dict) -> str:
     ]
     lines += ["Budget mode against the best single config of at most the same total:", ""]
     lines += [f"- {s}" for s in meta["budget_check"]]
-    lines += ["", "Our best config at or under each peer's bits (peers between 2 and 9 bits/weight):", ""]
-    lines += [f"- {s}" for s in meta["front_check"]]
+    for axis, what in AXES.items():
+        lines += ["", f"Our best config at or under each peer's bits, over {what} (peers between 2 and 9):", ""]
+        lines += [f"- {s}" for s in meta["front_check"][axis]]
     lines += ["", "![quality against bits per weight](plots/real_model.png)"]
     return "\n".join(lines)
 
@@ -416,10 +433,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     model, tokenizer = minilm.load_model(), minilm.load_tokenizer()
     n_prose, n_manual, n_calib = (64, 64, 128) if args.quick else (320, 512, 320)
-    evaluation = corpus.prose_sentences(n_prose) + corpus.reference_sentences(n_manual)
+    eval_prose, eval_manual = corpus.prose_sentences(n_prose), corpus.reference_sentences(n_manual)
     prose_batches = tokenized_batches(tokenizer, corpus.prose_sentences(n_calib, split="calibration"))
     manual_batches = tokenized_batches(tokenizer, corpus.reference_sentences(n_calib, split="calibration"))
-    ev = Evaluation(model, tokenizer, evaluation)
+    ev = Evaluation(model, tokenizer, eval_prose, eval_manual)
 
     print("peers written here:", flush=True)
     rows = written_peers(model, ev, prose_batches)
@@ -436,14 +453,15 @@ def main(argv: list[str] | None = None) -> int:
 
     meta = {
         "quick": args.quick,
-        "n_eval": len(evaluation),
+        "n_eval": len(ev.sentences),
+        "n_eval_prose": ev.n_prose,
         "n_calib": n_calib,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
         "measure_seconds": measure_seconds,
         "budget_check": budget_check(rows),
-        "front_check": front_check(rows),
+        "front_check": {axis: front_check(rows, axis) for axis in AXES},
     }
-    for line in meta["budget_check"] + meta["front_check"]:
+    for line in meta["budget_check"] + [x for lines in meta["front_check"].values() for x in lines]:
         print(line)
     plot(rows, plot_path("real_model"))
     write_results("real_model", {"meta": meta, "rows": rows})

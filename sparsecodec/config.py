@@ -21,6 +21,11 @@ from .options import (
 from .quantizers import MAX_BITS
 from .validation import as_choice, as_fraction, as_int
 
+#: Solver damping (share of the mean Hessian diagonal) when nothing is pruned, as in GPTQ.
+QUANTIZE_DAMP = SolverOptions.damp
+#: Solver damping when the layer is pruned (see :class:`SQConfig`).
+PRUNE_DAMP = 0.1
+
 __all__ = ["STRATEGIES", "SQConfig"]
 
 
@@ -36,7 +41,10 @@ class SQConfig:
     ``pruning`` says how ``sparsity`` picks the pruned weights (``"magnitude"``, or with calibration
     data ``"wanda"`` / ``"sparsegpt"``); ``damp``, ``act_order`` and ``clip_search`` tune the GPTQ /
     SparseGPT solver (:class:`sparsecodec.calibration.SolverOptions`) and matter only when a
-    calibrated method or pruning is used.
+    calibrated method or pruning is used. ``damp=None`` picks :data:`QUANTIZE_DAMP` when nothing is
+    pruned and :data:`PRUNE_DAMP` when something is: the updates that compensate pruned weights are
+    large and lean on the Hessian's off-diagonal, which a calibration set of a few hundred sentences
+    estimates poorly (on all-MiniLM-L6-v2 at 50 % / 4 bits, 0.1 keeps cosine 0.888 against 0.880).
     """
 
     sparsity: float = 0.9
@@ -54,7 +62,7 @@ class SQConfig:
     tile: tuple[int, int] | None = None
     strategy: str = "auto"
     pruning: str = "magnitude"
-    damp: float = 0.01
+    damp: float | None = None
     act_order: bool = True
     clip_search: bool = True
     version: int = 1
@@ -95,7 +103,10 @@ class SQConfig:
         return dataclasses.replace(self, method=method, pruning="magnitude")
 
     def solver_options(self) -> SolverOptions:
-        return SolverOptions(damp=self.damp, act_order=self.act_order, clip_search=self.clip_search)
+        damp = self.damp
+        if damp is None:
+            damp = PRUNE_DAMP if self.sparsity > 0 else QUANTIZE_DAMP
+        return SolverOptions(damp=damp, act_order=self.act_order, clip_search=self.clip_search)
 
     def encode_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of :func:`sparsecodec.encode` this config stands for."""

@@ -376,6 +376,16 @@ def test_sqconfig_calibration_fields_round_trip():
     assert list(itertools.islice(sc.options.PRUNINGS, 3)) == ["magnitude", "wanda", "sparsegpt"]
 
 
+def test_sqconfig_damping_defaults_by_pruning():
+    from sparsecodec.config import PRUNE_DAMP, QUANTIZE_DAMP
+
+    assert sc.SQConfig(sparsity=0.0, bits=4, method="gptq").solver_options().damp == QUANTIZE_DAMP == 0.01
+    assert sc.SQConfig(sparsity=0.5, bits=4, method="gptq", pruning="sparsegpt").solver_options().damp == PRUNE_DAMP
+    assert sc.SQConfig(sparsity=0.5, method="gptq", damp=0.02).solver_options().damp == 0.02
+    with pytest.raises(ValueError, match="damp"):
+        sc.SQConfig(damp=0.0)
+
+
 # -------------------------------------------------------------------------------------- budget mode
 def test_knapsack_choice_equals_brute_force(rng):
     from sparsecodec.calibration.budget import choose
