@@ -62,6 +62,13 @@ SINGLE = [
 #: configs also run with the embeddings kept unpruned (same bits): a token's row has no calibration
 #: inputs to prune it by, and 70 % magnitude pruning of the embedding table is what costs most there
 UNPRUNED_EMBEDDINGS = ["S=0.5 q=4 g128", "S=0.7 q=3 g128"]
+#: configs also run on the Linear layers only, the embeddings left in float32 as the PyPI peers do
+#: (the like-for-like comparison on the Linear bits axis)
+LINEAR_ONLY = ["S=0 q=4 g128", "S=0 q=3 g128", "S=0.5 q=4 g128"]
+#: what the embeddings get: the layers' config, the same bits unpruned, or float32
+EMBEDDINGS = {"same": "", "unpruned": ", embeddings S=0 q={q}", "float32": ", Linear only (embeddings float32)"}
+
+
 BUDGETS = [2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0]
 QUICK_SINGLE = [SINGLE[1], SINGLE[4]]
 QUICK_BUDGETS = [3.0]
@@ -69,11 +76,12 @@ QUICK_BUDGETS = [3.0]
 SOURCE_CHECK = ["S=0 q=4 g128", "S=0.5 q=4 g128", "S=0.7 q=3 g128"]
 
 
-def layer_configs(sparsity: float, bits: int, group: int, prune_embeddings: bool = True):
-    """One config for every layer, or the Linear layers pruned and the embeddings only quantised."""
-    if prune_embeddings:
-        return single_config(sparsity, bits, group)
-    return {"_linear": single_config(sparsity, bits, group), "_embedding": single_config(0.0, bits, group)}
+def layer_configs(sparsity: float, bits: int, group: int, embeddings: str = "same"):
+    """One config for every layer, or the embeddings unpruned / left in float32."""
+    config = single_config(sparsity, bits, group)
+    if embeddings == "same":
+        return config
+    return {"_linear": config, "_embedding": single_config(0.0, bits, group) if embeddings == "unpruned" else None}
 
 
 def single_config(sparsity: float, bits: int, group: int) -> sc.SQConfig:
@@ -246,16 +254,16 @@ def library_peers(model, ev: Evaluation, batches) -> list[dict]:
 # --- ours ------------------------------------------------------------------------------------------
 def ours_single(model, ev: Evaluation, batches, configs, source: str) -> list[dict]:
     rows = []
-    runs = [(c, True) for c in configs]
+    runs = [(c, "same") for c in configs]
     if source == "prose":
-        runs += [(c, False) for c in configs if c[0] in UNPRUNED_EMBEDDINGS]
-    for (label, s, q, g), prune_embeddings in runs:
+        runs += [(c, "unpruned") for c in configs if c[0] in UNPRUNED_EMBEDDINGS]
+        runs += [(c, "float32") for c in configs if c[0] in LINEAR_ONLY]
+    for (label, s, q, g), embeddings in runs:
         m = copy.deepcopy(model)
         t0 = time.perf_counter()
-        report = sc.compress_(m, layer_configs(s, q, g, prune_embeddings), calibration=batches)
+        report = sc.compress_(m, layer_configs(s, q, g, embeddings), calibration=batches)
         seconds = time.perf_counter() - t0
-        if not prune_embeddings:
-            label += f", embeddings S=0 q={q}"
+        label += EMBEDDINGS[embeddings].format(q=q)
         row = {"name": f"ours {label}", "kind": "ours", "source": source, "seconds": seconds}
         row.update(ev.quality(m))
         row.update(ev.bits(report_bpw(report)))

@@ -156,3 +156,16 @@ def test_corpus_parts_are_disjoint_and_large_enough():
         reference_sentences(len(heldout) + 1)
     with pytest.raises(ValueError):
         reference_sentences(split="test")
+
+
+def test_prose_halves_are_disjoint_and_ship_with_the_package():
+    from sparsecodec.models.corpus import prose_sentences
+
+    heldout, calibration = prose_sentences(), prose_sentences(split="calibration")
+    assert len(heldout) >= 256 and len(calibration) >= 128  # the bench's evaluation and calibration sets
+    assert not set(heldout) & set(calibration) and not set(heldout) & set(reference_sentences(split="calibration"))
+    assert prose_sentences(5, split="calibration") == calibration[:5]
+    with pytest.raises(ValueError, match="half of the prose has"):
+        prose_sentences(len(heldout) + 1)
+    with pytest.raises(ValueError, match="split"):
+        prose_sentences(split="train")

@@ -59,16 +59,8 @@ def reference_sentences(n: int | None = None, *, split: str = "heldout") -> list
     from and how it is cut. Raises ValueError for an unknown split, or if ``n`` is negative or more
     than the part has.
     """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    part = _parts()[SPLITS.index(split)]
-    if n is None:
-        return list(part)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ValueError(f"n must be a non-negative integer or None, got {n!r}")
-    if n > len(part):
-        raise ValueError(f"the {split} part has {len(part)} sentences on this Python, {n} were asked for")
-    return list(part[:n])
+    _check_split(split)
+    return _first(_parts()[SPLITS.index(split)], n, f"the {split} part on this Python")
 
 
 #: Ordinary English prose written for this project (640 sentences on everyday topics, one per line).
@@ -80,16 +72,24 @@ def prose_sentences(n: int | None = None, *, split: str = "heldout") -> list[str
     (``prose.txt`` beside this module, written for sparsecodec): ``"calibration"`` takes the even
     lines, ``"heldout"`` the odd ones, so both halves cover every topic. Ordinary prose, unlike the
     reference manual, is what a calibration set usually looks like."""
+    _check_split(split)
+    lines = _prose_lines()
+    return _first(lines[0::2] if split == "calibration" else lines[1::2], n, f"the {split} half of the prose")
+
+
+def _check_split(split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    lines = _prose_lines()
-    part = lines[0::2] if split == "calibration" else lines[1::2]
+
+
+def _first(part: tuple[str, ...], n: int | None, what: str) -> list[str]:
+    """The first ``n`` sentences of ``part`` (all with None), with a clear error for a bad ``n``."""
     if n is None:
         return list(part)
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise ValueError(f"n must be a non-negative integer or None, got {n!r}")
     if n > len(part):
-        raise ValueError(f"the {split} half of the prose has {len(part)} sentences, {n} were asked for")
+        raise ValueError(f"{what} has {len(part)} sentences, {n} were asked for")
     return list(part[:n])
 
 
