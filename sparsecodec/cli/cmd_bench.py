@@ -82,9 +82,21 @@ SUITE = (
         "pretrained all-MiniLM-L6-v2: calibrated compression against peers",
         requires="models",
     ),
+    BenchStep(
+        "lowrank-calibrated",
+        "lowrank_calibrated.py",
+        "pretrained all-MiniLM-L6-v2: low-rank masks once calibrated",
+        requires="models",
+    ),
+    BenchStep(
+        "embedding-lookup",
+        "embedding_lookup.py",
+        "pretrained all-MiniLM-L6-v2: lookups from a compressed embedding table",
+        requires="models",
+    ),
 )
-# Files in bench/ that are helpers or pytest modules, never steps.
-_NOT_STEPS = ("readme_tables.py", "conftest.py")
+# Files in bench/ that are helpers (the real-model run's PyPI peers) or pytest modules, never steps.
+_NOT_STEPS = ("readme_tables.py", "conftest.py", "peer_compressors.py", "peer_llmcompressor.py")
 
 
 def steps_in(bench_dir: pathlib.Path) -> list[BenchStep]:
