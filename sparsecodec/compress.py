@@ -31,9 +31,10 @@ layer, an interrupt) the model is left as it was.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -199,41 +200,33 @@ def compress_(
     elif candidates is not None:
         raise ValueError("candidates apply to budget mode only (pass target_bpw)")
     reports, plans = _plan(model, spec, filter_fn)
+    batches = None
+    if calibration is not None:  # one clear error for batches that do not fit, before any change
+        batches = as_batches(calibration)
+        with _eval_mode(model), torch.no_grad():
+            check_batches(model, batches)
     budget = None
     if target_bpw is not None:
-        batches = as_batches(calibration)
-        was_training = _eval(model)
-        try:
-            check_batches(model, batches)
-            budget = plan_budget(
-                model,
-                {p.name: (p.module, p.kind) for p in plans},
-                batches,
-                target_bpw,
-                spec,
-                candidates=candidates,
-                blocks=blocks,
-            )
-        finally:
-            _restore_training(was_training)
+        with _eval_mode(model):
+            layers = {p.name: (p.module, p.kind) for p in plans}
+            budget = plan_budget(model, layers, batches, target_bpw, spec, candidates=candidates, blocks=blocks)
         for p in plans:
             p.config = budget.configs[p.name]
-        calibration = batches
     for p in plans:
         if p.config.needs_calibration and not p.kind.calibrated:
             p.config = p.config.data_free()
             p.note = f"{p.kind.name} inputs are indices: fitted with method={p.config.method!r}, magnitude pruning"
     calibrated = [p for p in plans if p.config.needs_calibration]
-    if calibrated and calibration is None:
+    if calibrated and batches is None:
         what = calibrated[0].config
         choice = f"method={what.method!r}" if what.method in calibrated_methods() else f"pruning={what.pruning!r}"
         raise ValueError(f"layer {calibrated[0].name!r}: " + calibration_needed(choice))
 
     clock = _Progress(progress, len(plans))
-    if calibration is None:
+    if batches is None:
         _encode_plans(plans, executor, clock)
     else:
-        _calibrate(model, plans, calibration, blocks, executor, clock)
+        _calibrate(model, plans, batches, blocks, executor, clock)
         plans = [p for p in plans if p.encoded]
 
     # Build every compressed layer before swapping any in: a layer that fails to build leaves the
@@ -246,16 +239,16 @@ def compress_(
     return CompressionReport(reports, budget)
 
 
-def _eval(model: nn.Module) -> list[tuple[nn.Module, bool]]:
-    """Put ``model`` in eval mode; returns what to restore."""
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode inside the block; every module's training flag restored after it."""
     flags = [(m, m.training) for m in model.modules()]
     model.eval()
-    return flags
-
-
-def _restore_training(flags: list[tuple[nn.Module, bool]]) -> None:
-    for m, flag in flags:
-        m.training = flag
+    try:
+        yield
+    finally:
+        for m, flag in flags:
+            m.training = flag
 
 
 def _plan(model: nn.Module, spec: ConfigSpec, filter_fn) -> tuple[list[LayerReport], list[_Plan]]:
@@ -347,14 +340,14 @@ def _encode_plans(
         clock.finished(p)
 
 
-def _calibrate(model, plans: list[_Plan], calibration, blocks, executor, clock: _Progress) -> None:
-    """Encode every plan in forward order on calibrated inputs (see sparsecodec.calibration.sequential).
+def _calibrate(model, plans: list[_Plan], batches: list[Any], blocks, executor, clock: _Progress) -> None:
+    """Encode every plan in forward order on calibrated inputs (see sparsecodec.calibration.sequential);
+    ``batches`` have been checked against the model.
 
     Decoded weights are written into the model as layers are done, so that later layers see them;
     the original weights are put back at the end, whatever happens, and the caller swaps in the
     compressed layers only once everything succeeded.
     """
-    batches = as_batches(calibration)
     by_name = {p.name: p for p in plans}
     originals: dict[str, torch.Tensor] = {}
 
@@ -368,10 +361,8 @@ def _calibrate(model, plans: list[_Plan], calibration, blocks, executor, clock: 
         _encode_plans(stage, executor, clock, hessians)
         install(stage)
 
-    was_training = _eval(model)
     try:
-        with torch.no_grad():
-            check_batches(model, batches)
+        with _eval_mode(model), torch.no_grad():
             data_free = [p for p in plans if not p.config.needs_calibration]
             _encode_plans(data_free, executor, clock)
             install(data_free)
@@ -386,7 +377,6 @@ def _calibrate(model, plans: list[_Plan], calibration, blocks, executor, clock: 
             for p in plans:
                 if p.name in originals:
                     p.module.weight.data.copy_(originals[p.name])
-        _restore_training(was_training)
 
 
 def _layer_stats(p: _Plan) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from torch import nn
 
 from ..config import SQConfig
 from ..formats.xor_codec import DEFAULT_DEPTH, encode
-from ..masks.pruning import magnitude_mask, wanda_mask
+from ..masks.pruning import input_norms_from_hessian, magnitude_mask, wanda_mask
 from ..quantizers import VALUE_MODELS, groups_for
 from ..quantizers.reference import rtn_asymmetric
 from ..validation import as_fraction, as_int
@@ -179,7 +179,10 @@ def _output_tensor(out: Any) -> torch.Tensor:
     raise TypeError(f"cannot find the output tensor of the model in a {type(out).__name__}")
 
 
-def _masked(y: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def _model_output(model: nn.Module, batch: Any) -> torch.Tensor:
+    """The model's output tensor on ``batch`` (float64), without its padding positions."""
+    y = _output_tensor(run_model(model, batch)).double()
+    mask = token_mask(batch)
     if mask is not None and y.dim() >= 3 and tuple(y.shape[:2]) == tuple(mask.shape):
         return y[mask.to(torch.bool)]
     return y
@@ -208,7 +211,7 @@ class _Sensitivity:
                 if cfg.sparsity > 0 and cfg.pruning == "sparsegpt":
                     adaptive = cfg.sparsity
                 elif cfg.sparsity > 0 and cfg.pruning == "wanda":
-                    keep = wanda_mask(w64, np.sqrt(np.maximum(np.diag(h), 0.0)), cfg.sparsity)
+                    keep = wanda_mask(w64, input_norms_from_hessian(h), cfg.sparsity)
                 elif cfg.sparsity > 0:
                     keep = magnitude_mask(w64, cfg.sparsity)
                 grid = UniformGrid(cfg.bits, min(cfg.group_size, w.shape[1]), cfg.scale_dtype)
@@ -375,7 +378,7 @@ def _token_counts(
 
 def _gains(model: nn.Module, layers, batches, sens: _Sensitivity) -> dict[str, float]:
     """End-to-end relative output error per unit of local error, per layer (see the module docstring)."""
-    reference = [_masked(_output_tensor(run_model(model, b)).double(), token_mask(b)) for b in batches]
+    reference = [_model_output(model, b) for b in batches]
     energy = sum(float((r**2).sum()) for r in reference)
     k = sens.candidates.index(sens.gain_candidate)
     gains = {}
@@ -386,8 +389,7 @@ def _gains(model: nn.Module, layers, batches, sens: _Sensitivity) -> dict[str, f
         try:
             kind.assign(module, sens.gain_weights[name])
             err = sum(
-                float(((_masked(_output_tensor(run_model(model, b)).double(), token_mask(b)) - r) ** 2).sum())
-                for b, r in zip(batches, reference, strict=True)
+                float(((_model_output(model, b) - r) ** 2).sum()) for b, r in zip(batches, reference, strict=True)
             )
         finally:
             module.weight.data.copy_(original)

@@ -19,7 +19,7 @@ from .. import _native
 from ..calibration.second_order import SolverOptions, UniformGrid, check_hessian, obs_saliency, solve
 from ..masks import BitmapMask, MaskFormat, NoMask, mask_from_stream
 from ..masks.lowrank_search import lowrank_mask
-from ..masks.pruning import magnitude_mask, wanda_mask, wanda_scores
+from ..masks.pruning import input_norms_from_hessian, magnitude_mask, wanda_mask, wanda_scores
 from ..options import LAYOUTS, PRUNINGS, mask_formats, methods, scale_dtypes
 from ..quantizers import (
     CALIBRATED_METHODS,
@@ -419,12 +419,12 @@ def encode(
     elif prune == "wanda" or mask_format == "lowrank":
         target = as_fraction(sparsity, "sparsity")
         if mask_format == "lowrank":
-            score = wanda_scores(w, np.sqrt(np.maximum(np.diag(h), 0.0))) if prune == "wanda" else obs_saliency(w, h)
+            score = wanda_scores(w, input_norms_from_hessian(h)) if prune == "wanda" else obs_saliency(w, h)
             mask_obj = _resolve_mask(
                 w, None, target, mask_format, rank, tile, score if importance is None else importance
             )
         else:
-            chosen = wanda_mask(w, np.sqrt(np.maximum(np.diag(h), 0.0)), target)
+            chosen = wanda_mask(w, input_norms_from_hessian(h), target)
             mask_obj = _resolve_mask(w, chosen, None, mask_format, rank, tile, importance)
         if prune == "sparsegpt" and method not in CALIBRATED_METHODS:  # reconstruct around the fixed mask
             fitted = solve(w, h, keep=mask_obj.to_dense(), options=solver).weights

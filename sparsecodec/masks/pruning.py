@@ -31,6 +31,12 @@ def magnitude_mask(weights: np.ndarray, sparsity: float) -> np.ndarray:
     return keep.reshape(w.shape)
 
 
+def input_norms_from_hessian(hessian: np.ndarray) -> np.ndarray:
+    """The norm ||x_j|| of each input column over the calibration rows, from the diagonal of the
+    Hessian X^T X (Wanda's activation statistic)."""
+    return np.sqrt(np.maximum(np.diag(hessian), 0.0))
+
+
 def wanda_scores(weights: np.ndarray, input_norms: np.ndarray) -> np.ndarray:
     """Wanda's importance (Sun et al. 2023): ``|W_ij| * ||X_j||_2``, the weight's magnitude times the
     L2 norm of its input column over the calibration tokens (``sqrt(diag(X^T X))``)."""
