@@ -96,27 +96,19 @@ class Evaluation:
     def __init__(self, model, tokenizer, prose: list[str], manual: list[str]):
         self.tokenizer, self.sentences, self.n_prose = tokenizer, prose + manual, len(prose)
         self.dense = minilm.sentence_embeddings(model, tokenizer, self.sentences)
-        self.dense_nn = self._nearest(self.dense)
+        self.dense_nn = minilm.nearest_neighbours(self.dense)
         self.matrices = {n: m.weight.numel() for n, m in model.named_modules() if kind_of(m) is not None}
         self.linear = {n for n, m in model.named_modules() if type(m).__name__ == "Linear"}
 
-    @staticmethod
-    def _nearest(emb):
-        sim = emb.double() @ emb.double().T
-        sim.fill_diagonal_(-2.0)
-        return sim.argmax(dim=1)
-
     def quality(self, model) -> dict:
-        import torch
-
         emb = minilm.sentence_embeddings(model, self.tokenizer, self.sentences)
-        cos = torch.nn.functional.cosine_similarity(self.dense.double(), emb.double(), dim=1).numpy()
+        cos = minilm.sentence_cosines(self.dense, emb)
         return {
             "cosine_mean": float(cos.mean()),
             "cosine_p5": float(np.percentile(cos, 5)),
             "cosine_prose": float(cos[: self.n_prose].mean()),
             "cosine_manual": float(cos[self.n_prose :].mean()),
-            "nn_agreement": float((self._nearest(emb) == self.dense_nn).double().mean()),
+            "nn_agreement": float((minilm.nearest_neighbours(emb) == self.dense_nn).double().mean()),
         }
 
     def bits(self, per_layer_bpw: dict[str, float]) -> dict:

@@ -276,7 +276,7 @@ class _Quality:
     def __init__(self, dense: Any, tokenizer: Any, sentences: Sequence[str]):
         self.tokenizer, self.sentences = tokenizer, list(sentences)
         self.reference = self.embeddings(dense)
-        self.reference_nn = _nearest(self.reference)
+        self.reference_nn = minilm.nearest_neighbours(self.reference)
         batch = self.sentences[:LATENCY_BATCH]
         self.batch = tokenizer(
             batch, padding=True, truncation=True, max_length=minilm.MAX_SEQ_LENGTH, return_tensors="pt"
@@ -287,11 +287,11 @@ class _Quality:
 
     def measure(self, model: Any) -> dict[str, float]:
         emb = self.embeddings(model)
-        cos = torch.nn.functional.cosine_similarity(self.reference.double(), emb.double(), dim=1).numpy()
+        cos = minilm.sentence_cosines(self.reference, emb)
         return {
             "cosine_mean": float(cos.mean()),
             "cosine_p5": float(np.percentile(cos, 5)),
-            "nn_agreement": float((_nearest(emb) == self.reference_nn).double().mean()),
+            "nn_agreement": float((minilm.nearest_neighbours(emb) == self.reference_nn).double().mean()),
             "forward_s": self.forward(model),
         }
 
@@ -305,13 +305,6 @@ class _Quality:
                 model(**self.batch)
                 best = min(best, time.perf_counter() - t0)
         return best
-
-
-def _nearest(emb: torch.Tensor) -> torch.Tensor:
-    """Each sentence's nearest other sentence by cosine."""
-    sim = emb.double() @ emb.double().T
-    sim.fill_diagonal_(-2.0)
-    return sim.argmax(dim=1)
 
 
 def _config_text() -> str:

