@@ -27,9 +27,14 @@ def write_section(name: str, body: str) -> None:
     README.write_text(replace_section(text, name, body))
 
 
+def results_path(name: str) -> pathlib.Path:
+    """Where a benchmark's raw results live (bench/results/<name>.json)."""
+    return RESULTS / f"{name}.json"
+
+
 def write_results(name: str, results: Any) -> pathlib.Path:
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    path = results_path(name)
     path.write_text(json.dumps(results, indent=1, default=str))
     return path
 

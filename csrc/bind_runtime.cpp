@@ -29,6 +29,7 @@ py::dict build_info() {
 #endif
     d["cxx_flags"] = SPARSECODEC_CXX_FLAGS;
     d["avx2_compiled"] = avx2_compiled();
+    d["avx512_compiled"] = avx512_compiled();
     d["simd_detected"] = simd_level_name(detected_simd_level());
     d["simd_active"] = simd_level_name(active_simd_level());
     d["openmp"] = openmp_enabled();
@@ -45,7 +46,7 @@ void register_runtime(py::module_& m) {
 
     m.def(
         "set_simd_level", [](const std::string& name) { return std::string(simd_level_name(set_simd_level(parse_simd_level(name)))); },
-        py::arg("level"), "Request 'scalar' or 'avx2' kernels (capped at what the CPU supports); returns the active level.");
+        py::arg("level"), "Request 'scalar', 'avx2' or 'avx512' kernels (capped at what the CPU supports); returns the active level.");
 
     m.def("num_threads", &max_threads);
 

@@ -1,5 +1,5 @@
 // The native Weight and what runs on it: dense and row decoding, dequantisation of decoded planes, the
-// compressed matmul and its run-time caches (DecodedBits, SparsePlan).
+// compressed matmul and its run-time caches (DecodedBits, SparsePlan, LutInt8Weight).
 #include "bind_util.h"
 
 #include <memory>
@@ -8,6 +8,8 @@
 
 #include "dense_decode.h"
 #include "dequant.h"
+#include "int8_tiles.h"
+#include "lut_int8.h"
 #include "matmul.h"
 
 namespace sc {
@@ -27,6 +29,16 @@ struct SparsePlanHolder {
 
 struct DecodedBitsHolder {
     DecodedBits bits;
+};
+
+struct LutInt8Holder {
+    LutInt8Weight weight;
+};
+
+struct Int8TileValuesHolder {
+    Int8TileValues values;
+    int64_t rows, cols, groups;
+    int q;
 };
 
 }  // namespace
@@ -139,6 +151,19 @@ void register_weight(py::module_& m) {
             MatmulStrategy kind;
             SparsePlan plan;
             const DecodedBits* bits = nullptr;
+            if (strategy == "lut_int8") {
+                if (plan_obj.is_none()) throw std::invalid_argument("the lut_int8 strategy needs a LutInt8Weight");
+                const LutInt8Weight& lw = plan_obj.cast<const LutInt8Holder&>().weight;
+                if (lw.rows != rows || lw.cols != cols || lw.q != w.q() || lw.groups != w.scales.groups)
+                    throw std::invalid_argument("the LutInt8Weight was built for another weight shape or grouping");
+                const int64_t batch = x.shape(0);
+                py::array_t<float> out({batch, rows});
+                if (batch > 0) {
+                    py::gil_scoped_release release;
+                    lut_int8_matmul(lw, x.data(), batch, out.mutable_data());
+                }
+                return out;
+            }
             if (strategy == "lut") {
                 kind = MatmulStrategy::lut;
                 if (!plan_obj.is_none()) {
@@ -154,7 +179,7 @@ void register_weight(py::module_& m) {
                     throw std::invalid_argument("the SparsePlan was built for another weight shape or grouping");
                 plan = holder.view();
             } else {
-                throw std::invalid_argument("strategy must be 'lut' or 'sparse', got '" + strategy + "'");
+                throw std::invalid_argument("strategy must be 'lut', 'lut_int8' or 'sparse', got '" + strategy + "'");
             }
             const int64_t batch = x.shape(0);
             py::array_t<float> out({batch, rows});
@@ -167,7 +192,60 @@ void register_weight(py::module_& m) {
         },
         py::arg("x"), py::arg("weight"), py::arg("strategy"), py::arg("plan"),
         "x @ W^T from the compressed weight with the 'lut' kernel (plan: DecodedBits, or None to decode as it goes) "
-        "or the 'sparse' kernel (plan: SparsePlan); returns (batch, rows) float32.");
+        "or the 'sparse' kernel (plan: SparsePlan) or the 'lut_int8' kernel (plan: LutInt8Weight); returns (batch, rows) "
+        "float32.");
+
+    py::class_<LutInt8Holder>(m, "LutInt8Weight",
+                              "A weight's decoded bits in the int8-table kernel's order, with its scales: about "
+                              "(1 + q) bits per weight.")
+        .def(py::init([](const NativeWeight& nw) {
+                 auto holder = std::make_unique<LutInt8Holder>();
+                 {
+                     py::gil_scoped_release release;
+                     build_lut_int8_weight(nw.weight, holder->weight);
+                 }
+                 return holder;
+             }),
+             py::arg("weight"))
+        .def_property_readonly("nbytes", [](const LutInt8Holder& h) { return h.weight.nbytes(); });
+
+    py::class_<Int8TileValuesHolder>(m, "Int8TileValues",
+                                     "A weight's int8 values for the int8-tile kernel: per row and scale group a table of "
+                                     "2^q bytes, a scale and a sum.")
+        .def(py::init([](const LutInt8Holder& lw) {
+                 const LutInt8Weight& w = lw.weight;
+                 auto holder = std::make_unique<Int8TileValuesHolder>();
+                 holder->rows = w.rows;
+                 holder->cols = w.cols;
+                 holder->groups = w.groups;
+                 holder->q = w.q;
+                 {
+                     py::gil_scoped_release release;
+                     build_int8_tile_values(w, holder->values);
+                 }
+                 return holder;
+             }),
+             py::arg("lut_weight"))
+        .def_property_readonly("nbytes", [](const Int8TileValuesHolder& h) { return h.values.nbytes(); });
+
+    m.def(
+        "matmul_int8_tiles",
+        [](py::object x_obj, const LutInt8Holder& lw, const Int8TileValuesHolder& values) {
+            const LutInt8Weight& w = lw.weight;
+            if (values.rows != w.rows || values.cols != w.cols || values.groups != w.groups || values.q != w.q)
+                throw std::invalid_argument("the Int8TileValues were built for another weight");
+            auto x = require_array<float>(x_obj, "x", 2);
+            require_len(x, 1, w.cols, "x");
+            const int64_t batch = x.shape(0);
+            py::array_t<float> out({batch, w.rows});
+            if (batch > 0) {
+                py::gil_scoped_release release;
+                int8_tiles_matmul(w, values.values, x.data(), batch, out.mutable_data());
+            }
+            return out;
+        },
+        py::arg("x"), py::arg("lut_weight"), py::arg("values"),
+        "x @ W^T through int8 tiles (weights and x in int8 per row and scale group); returns (batch, rows) float32.");
 
     py::class_<DecodedBitsHolder>(m, "DecodedBits",
                                   "A weight's decoded sign planes and keep-mask for the lut kernel: (1 + q) bits per weight.")

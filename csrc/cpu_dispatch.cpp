@@ -13,19 +13,29 @@ namespace sc {
 
 namespace {
 
+// __builtin_cpu_supports reports a feature only when the OS also saves its register state (libgcc
+// checks XGETBV), so a kernel without zmm support in the OS falls back to avx2.
 SimdLevel probe() {
 #if defined(SPARSECODEC_HAS_AVX2) && (defined(__x86_64__) || defined(__i386__))
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2") &&
-        __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("fma"))
-        return SimdLevel::avx2;
+    const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("bmi2") &&
+                      __builtin_cpu_supports("popcnt") && __builtin_cpu_supports("fma");
+    if (!avx2) return SimdLevel::scalar;
+#if defined(SPARSECODEC_HAS_AVX512)
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
+        __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bitalg"))
+        return SimdLevel::avx512;
+#endif
+    return SimdLevel::avx2;
 #endif
     return SimdLevel::scalar;
 }
 
 SimdLevel initial_level() {
     const SimdLevel detected = probe();
-    // SPARSECODEC_SIMD=scalar lets a user rule out the SIMD paths without rebuilding.
+    // SPARSECODEC_SIMD=scalar|avx2|avx512 caps the level without rebuilding (to rule out a SIMD path,
+    // or to test a lower level on a CPU that has more); an unknown name is ignored.
     if (const char* env = std::getenv("SPARSECODEC_SIMD")) {
         try {
             const SimdLevel wanted = parse_simd_level(env);
@@ -58,16 +68,31 @@ SimdLevel set_simd_level(SimdLevel requested) {
     return chosen;
 }
 
-const char* simd_level_name(SimdLevel level) { return level == SimdLevel::avx2 ? "avx2" : "scalar"; }
+const char* simd_level_name(SimdLevel level) {
+    switch (level) {
+        case SimdLevel::avx512: return "avx512";
+        case SimdLevel::avx2: return "avx2";
+        default: return "scalar";
+    }
+}
 
 SimdLevel parse_simd_level(const std::string& name) {
     if (name == "scalar") return SimdLevel::scalar;
     if (name == "avx2") return SimdLevel::avx2;
-    throw std::invalid_argument("unknown SIMD level '" + name + "' (expected 'scalar' or 'avx2')");
+    if (name == "avx512") return SimdLevel::avx512;
+    throw std::invalid_argument("unknown SIMD level '" + name + "' (expected 'scalar', 'avx2' or 'avx512')");
 }
 
 bool avx2_compiled() {
 #ifdef SPARSECODEC_HAS_AVX2
+    return true;
+#else
+    return false;
+#endif
+}
+
+bool avx512_compiled() {
+#ifdef SPARSECODEC_HAS_AVX512
     return true;
 #else
     return false;

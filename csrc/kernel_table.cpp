@@ -1,7 +1,9 @@
 #include "kernel_table.h"
 
 #include "dequant.h"
+#include "int8_tiles.h"
 #include "lowrank_mask.h"
+#include "lut_int8.h"
 #include "matmul_kernels.h"
 #include "plane_codec.h"
 #include "spectral_product.h"
@@ -31,6 +33,9 @@ constexpr Kernels kScalar = [] {
     k.lut_rows = &lut_rows_scalar;
     k.lut_blocks = &lut_blocks_one;
     k.sparse_rows = &sparse_rows_scalar;
+    k.lut_int8_rows = &lut_int8_rows_scalar;
+    k.decode_int8_tile = &decode_int8_tile_scalar;
+    k.int8_tile_product = &int8_tile_product_scalar;
     k.spectral_product_block = &spectral_product_block_scalar;
     return k;
 }();
@@ -47,7 +52,21 @@ constexpr Kernels kAvx2 = [] {
     k.lut_rows = &lut_rows_avx2;
     k.lut_blocks = &lut_register_blocks;
     k.sparse_rows = &sparse_rows_avx2;
+    k.lut_int8_rows = &lut_int8_rows_scalar;
+    k.decode_int8_tile = &decode_int8_tile_scalar;
+    k.int8_tile_product = &int8_tile_product_scalar;
     k.spectral_product_block = &spectral_product_block_avx2;
+    return k;
+}();
+#endif
+
+#ifdef SPARSECODEC_HAS_AVX512
+constexpr Kernels kAvx512 = [] {
+    Kernels k = kAvx2;
+    k.level = SimdLevel::avx512;
+    k.lut_int8_rows = &lut_int8_rows_avx512;
+    k.decode_int8_tile = &decode_int8_tile_avx512;
+    k.int8_tile_product = &int8_tile_product_avx512;
     return k;
 }();
 #endif
@@ -55,6 +74,9 @@ constexpr Kernels kAvx2 = [] {
 }  // namespace
 
 const Kernels& kernels_for(SimdLevel level) {
+#ifdef SPARSECODEC_HAS_AVX512
+    if (level == SimdLevel::avx512) return kAvx512;
+#endif
 #ifdef SPARSECODEC_HAS_AVX2
     if (level == SimdLevel::avx2) return kAvx2;
 #else

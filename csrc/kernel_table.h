@@ -1,7 +1,8 @@
 // The kernels that exist per SIMD level, as one table of function pointers per level.
 //
 // Every entry of the scalar table is the portable reference; the AVX2 table (only when the AVX2
-// translation units are compiled in) holds the AVX2/BMI2 twins, which give bit-identical results.
+// translation units are compiled in) holds the AVX2/BMI2 twins, which give bit-identical results, and
+// the AVX-512 table the AVX-512 twins, with the AVX2 entries where a kernel has no AVX-512 twin (yet).
 // kernels() returns the table of the level active now (cpu_dispatch.h), so set_simd_level switches
 // every kernel below at run time. The dispatching entry points (decode_slices, dequant_range,
 // lowrank_row, the matmul and spectral-product drivers, ...) read the table; nothing else tests the
@@ -24,6 +25,9 @@ struct BitRows;
 struct MatmulInput;
 struct SparsePlan;
 struct SpectralProductShape;
+struct LutInt8Weight;
+struct Int8Tables;
+struct Int8TileValues;
 template <class T>
 struct SpectralView;
 
@@ -56,6 +60,15 @@ struct Kernels {
     // matmul_kernels.h: the sparse kernel on rows [r0, r1).
     void (*sparse_rows)(const MatmulWeight& w, const SparsePlan& plan, int64_t r0, int64_t r1,
                         const MatmulInput& in);
+
+    // lut_int8.h: the int8-table kernel on batch lanes [b0, b1) and row blocks [rb0, rb1).
+    void (*lut_int8_rows)(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t b1, int64_t rb0,
+                          int64_t rb1, float* out);
+
+    // int8_tiles.h: a 64-row tile decoded to int8 in VPDPBUSD's order, and its product with the batch.
+    void (*decode_int8_tile)(const LutInt8Weight& w, const Int8TileValues& v, int64_t r0, int8_t* tile);
+    void (*int8_tile_product)(const LutInt8Weight& w, const Int8TileValues& v, int64_t r0, const int8_t* tile,
+                              const uint8_t* xq, const float* x_scale, int64_t batch, float* out);
 
     // spectral_product.h: group g, bins [m0, m1) of the spectral product.
     void (*spectral_product_block)(const SpectralProductShape& shape, const SpectralView<const float>& a,

@@ -159,7 +159,7 @@ def compress_(
     blocks: str | Sequence[str] | None = None,
     progress: Callable[[LayerProgress], None] | None = None,
     target_bpw: float | None = None,
-    candidates: Iterable[tuple[float, int, int]] | None = None,
+    candidates: Iterable[tuple[float, int, int | None]] | None = None,
 ) -> CompressionReport:
     """Replace eligible layers of ``model`` by compressed ones, in place; see the module docstring.
 

@@ -42,7 +42,9 @@ def get_num_threads() -> int:
 
 
 def set_simd_level(level: str) -> str:
-    """Use ``"scalar"`` or ``"avx2"`` kernels (capped at what the CPU supports); returns the level in use.
+    """Use ``"scalar"``, ``"avx2"`` or ``"avx512"`` kernels (capped at what the CPU supports); returns
+    the level in use. The environment variable ``SPARSECODEC_SIMD`` sets the starting level the same
+    way (the best one the CPU and OS support by default).
 
     Results are identical at every level; this exists for testing and for ruling out SIMD bugs.
     """

@@ -1,6 +1,6 @@
 """``x @ W^T`` straight from an :class:`EncodedWeight`, never forming the whole of W.
 
-Four strategies, all exact up to float32 rounding:
+Four exact strategies (exact up to float32 rounding) and two fast, approximate ones:
 
 * ``"sparse"``: a loop over the kept weights only, from the weight's sparse form: per kept weight its
   column and bit pattern, 16 bits (24 when column and pattern do not fit in 16), decoded once from
@@ -15,8 +15,25 @@ Four strategies, all exact up to float32 rounding:
   the compressed stream alone.
 * ``"dense"``: tiles of rows are dequantised into a reused float buffer and multiplied by torch's
   GEMM: the decode is paid on every call, so it wins only for batches far larger than the layer.
+* ``"lut_int8"`` (approximate, like torch's dynamic int8): the lookup tables are built per 4
+  columns and rounded to int8, one scale per batch row and scale group of the weight
+  (``s = max |table entry| / 127``), then looked up 64 at a time from registers (AVX-512 VPERMB)
+  and summed in int32 (VPDPBUSD); the weight's bits are cached in the kernel's order, (1 + q) bits
+  per weight plus the scales. Only the rounding of the tables differs from the exact product: per
+  scale group and 4 columns each entry is off by at most ``s / 2``, so
+  ``|y - y_exact| <= sum over groups of s * (columns / 4) * (1.5 * sum_p |alpha_p| + 0.5 * |beta|)``.
+  Needs scale groups of whole rows or multiples of 32 columns.
+* ``"int8_tiles"`` (approximate, computed as torch's dynamic int8 computes, with a scale per scale
+  group): per row and scale group the weight is int8, exactly when its values lie on a uniform grid
+  with at most 255 points (GPTQ's), else requantised (``s_w = max |w| / 127``); x is quantised per
+  batch row and scale group (``s_x = max |x| / 127``). Tiles of 64 rows are decoded from the
+  ``"lut_int8"`` cache to int8 in VPDPBUSD's order once per call and multiplied with the whole batch,
+  which pays for the decode at large batches. Beyond that cache it keeps 2^q bytes and two numbers
+  per row and scale group. At most 4 bits, the same groups as ``"lut_int8"``.
 
-``strategy="auto"`` picks by a cost model fitted to measurements on AVX2 hardware (bench/README.md).
+``strategy="auto"`` picks the fastest exact strategy by a cost model fitted to measurements
+(:mod:`sparsecodec.cost_model`, refitted by bench/fit_cost_model.py); ``"auto_int8"`` lets it
+pick ``"lut_int8"`` and ``"int8_tiles"`` too.
 :func:`cache_nbytes` tells what the caches of a weight hold; :func:`clear_caches` drops them.
 """
 
@@ -27,15 +44,18 @@ from typing import Any
 
 import numpy as np
 
-from . import _native
+from . import _native, cost_model
 from .formats.xor_codec import EncodedWeight, native_weight
-from .options import STRATEGIES
+from .options import AUTO_STRATEGIES, STRATEGIES
 
 TILE_FLOATS = 1 << 20  # decoded tile of the dense strategy (and SQConv2d's decoded convolution): 4 MiB
 
 
 def matmul(x: Any, enc: EncodedWeight, *, strategy: str = "auto") -> np.ndarray:
-    """``x @ decode(enc).T`` for float x of shape (batch, in) or (in,); returns float32."""
+    """``x @ decode(enc).T`` for float x of shape (batch, in) or (in,); returns float32.
+
+    ``strategy="auto"`` (default) picks among the exact strategies; ``"auto_int8"`` may also pick
+    the int8-table kernel (see the module docstring for its error bound)."""
     if not isinstance(enc, EncodedWeight):
         raise TypeError(f"matmul expects an EncodedWeight, got {type(enc).__name__}")
     if strategy not in STRATEGIES:
@@ -52,15 +72,23 @@ def matmul(x: Any, enc: EncodedWeight, *, strategy: str = "auto") -> np.ndarray:
     if x2.shape[0] == 0:  # nothing to multiply: no cache built either
         out = np.zeros((0, rows), np.float32)
         return out[0] if arr.ndim == 1 else out
-    chosen = choose_strategy(enc, x2.shape[0]) if strategy == "auto" else strategy
+    chosen = choose_strategy(enc, x2.shape[0], strategy) if strategy in AUTO_STRATEGIES else strategy
     if chosen in ("lut", "lut_stream") and not lut_supported(enc):
         raise ValueError(f"the {chosen!r} strategy needs scale groups of whole rows or multiples of 8 columns")
+    if chosen in ("lut_int8", "int8_tiles") and not lut_int8_supported(enc):
+        raise ValueError(f"the {chosen!r} strategy needs scale groups of whole rows or multiples of 32 columns")
+    if chosen == "int8_tiles" and enc.bits > 4:
+        raise ValueError(f"the 'int8_tiles' strategy supports at most 4 bits per weight, this weight has {enc.bits}")
     if chosen == "sparse" and not sparse_supported(enc):
         raise ValueError("the 'sparse' strategy supports at most 32768 input columns at 1 bit, 65536 at more")
     if chosen == "dense":
         out = _dense_tiles(x2, enc)
     elif chosen == "sparse":
         out = _native.core().matmul(x2, native_weight(enc), "sparse", sparse_plan(enc))
+    elif chosen == "lut_int8":
+        out = _native.core().matmul(x2, native_weight(enc), "lut_int8", lut_int8_weight(enc))
+    elif chosen == "int8_tiles":
+        out = _native.core().matmul_int8_tiles(x2, lut_int8_weight(enc), int8_tile_values(enc))
     else:
         bits = decoded_bits(enc) if chosen == "lut" else None
         out = _native.core().matmul(x2, native_weight(enc), "lut", bits)
@@ -140,6 +168,10 @@ def lut_supported(enc: EncodedWeight) -> bool:
     return enc.group_size >= enc.shape[1] or enc.group_size % 8 == 0
 
 
+def lut_int8_supported(enc: EncodedWeight) -> bool:
+    return enc.group_size >= enc.shape[1] or enc.group_size % 32 == 0
+
+
 def sparse_supported(enc: EncodedWeight) -> bool:
     return enc.shape[1] <= (32768 if enc.bits == 1 else 65536)
 
@@ -160,29 +192,64 @@ def decoded_bits(enc: EncodedWeight) -> Any:
     return enc._decoded_bits
 
 
+def lut_int8_weight(enc: EncodedWeight) -> Any:
+    """The weight's decoded bits in the int8-table kernel's order with its scales, (1 + q) bits per
+    weight plus (q + 1) floats per row and scale group, built once and cached on the encoded weight."""
+    if enc._lut_int8 is None:
+        enc._lut_int8 = _native.core().LutInt8Weight(native_weight(enc))
+    return enc._lut_int8
+
+
+def int8_tile_values(enc: EncodedWeight) -> Any:
+    """The weight's int8 values for the int8-tile kernel (2^q bytes and two numbers per row and scale
+    group), built once from :func:`lut_int8_weight` and cached on the encoded weight."""
+    if enc._int8_tiles is None:
+        enc._int8_tiles = _native.core().Int8TileValues(lut_int8_weight(enc))
+    return enc._int8_tiles
+
+
+def _caches(enc: EncodedWeight) -> tuple[Any, ...]:
+    return (enc._sparse_plan, enc._decoded_bits, enc._lut_int8, enc._int8_tiles)
+
+
 def cache_nbytes(enc: EncodedWeight) -> int:
-    """Bytes the matmul caches of ``enc`` hold now (sparse form and decoded bits; 0 before first use)."""
-    return sum(c.nbytes for c in (enc._sparse_plan, enc._decoded_bits) if c is not None)
+    """Bytes the matmul caches of ``enc`` hold now (sparse form, decoded bits, int8-table layout,
+    int8-tile values; 0 before first use)."""
+    return sum(c.nbytes for c in _caches(enc) if c is not None)
 
 
 def clear_caches(enc: EncodedWeight) -> None:
     """Drop the matmul caches of ``enc``; they are rebuilt on the next call that needs them."""
     enc._sparse_plan = None
     enc._decoded_bits = None
+    enc._lut_int8 = None
+    enc._int8_tiles = None
 
 
-def choose_strategy(enc: EncodedWeight, batch: int) -> str:
-    """The strategy expected to be fastest for this weight and batch size: a cost model in
-    nanoseconds on two AVX2 threads, fitted to bench/matmul_latency.py's measurements."""
-    positions, kept, bits, blocks = enc.size, enc.mask.kept, enc.bits, -(-batch // 8)
-    # dense: decode to float tiles (about 0.75 ns per position, 20 us per call), then torch's GEMM
-    costs = {"dense": 20_000 + positions * (0.75 + 0.016 * batch)}
-    prepare = batch * enc.shape[1] * 1.5 if batch > 1 else 0.0  # x laid out by lanes for the kernels
+def choose_strategy(enc: EncodedWeight, batch: int, auto: str = "auto") -> str:
+    """The strategy expected to be fastest for this weight and batch size by the fitted cost model
+    (:mod:`sparsecodec.cost_model`): among the exact strategies for ``auto="auto"``, and the int8
+    ones as well for ``"auto_int8"``."""
+    return min(candidate_strategies(enc, auto), key=lambda s: predicted_ns(s, enc, batch))
+
+
+def candidate_strategies(enc: EncodedWeight, auto: str = "auto") -> list[str]:
+    """The strategies ``auto`` chooses among that can run on this weight."""
+    if auto not in AUTO_STRATEGIES:
+        raise ValueError(f"auto must be one of {AUTO_STRATEGIES}, got {auto!r}")
+    out = ["dense"]
     if sparse_supported(enc):
-        if batch == 1:
-            costs["sparse"] = kept * (0.23 if bits == 1 else 0.33)
-        else:  # per kept weight and pass (a chunk of up to 96 lanes) and lane, plus per row and panel
-            costs["sparse"] = kept * (0.6 * -(-blocks // 12) + 0.08 * blocks) + positions * 0.018 * blocks + prepare
-    if lut_supported(enc):  # per position and table lookup (mask and each plane)
-        costs["lut"] = positions * (bits + 1) * (0.065 if batch == 1 else 0.05 + 0.035 * blocks) + prepare
-    return min(costs, key=costs.get)
+        out.append("sparse")
+    if lut_supported(enc):
+        out.append("lut")
+    if auto == "auto_int8" and lut_int8_supported(enc):
+        out.append("lut_int8")
+        if enc.bits <= 4:
+            out.append("int8_tiles")
+    return out
+
+
+def predicted_ns(strategy: str, enc: EncodedWeight, batch: int) -> float:
+    """The cost model's time for one call of ``strategy`` on ``enc`` at this batch size."""
+    rows, cols = enc.shape
+    return cost_model.predicted_ns(strategy, rows=rows, cols=cols, kept=enc.mask.kept, bits=enc.bits, batch=batch)

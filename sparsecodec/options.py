@@ -13,7 +13,9 @@ from .quantizers import CALIBRATED_METHODS, METHODS, SCALE_DTYPES, VALUE_MODELS
 #: Slice layouts of the XOR-coded planes (see sparsecodec.formats.xor_codec.XorSpec).
 LAYOUTS = ("linear", "scatter")
 #: Matmul strategies of the compressed layers (see sparsecodec.matmul).
-STRATEGIES = ("auto", "sparse", "lut", "lut_stream", "dense")
+STRATEGIES = ("auto", "auto_int8", "sparse", "lut", "lut_stream", "dense", "lut_int8", "int8_tiles")
+#: The strategies chosen per call by a cost model: among the exact kernels, or also the int8 ones.
+AUTO_STRATEGIES = ("auto", "auto_int8")
 #: How a sparsity chooses the pruned weights (magnitude needs no data; the others need calibration).
 PRUNINGS = ("magnitude", "wanda", "sparsegpt")
 #: The prunings that need calibration data.

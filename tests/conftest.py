@@ -23,10 +23,29 @@ def assert_bit_equal(a: np.ndarray, b: np.ndarray) -> None:
     assert not mismatch.any(), f"{int(mismatch.sum())} entries differ, first at {np.argwhere(mismatch)[0]}"
 
 
+#: SIMD levels in order; a CPU with one has every level before it.
+SIMD_LEVELS = ("scalar", "avx2", "avx512")
+
+
+#: The level the test run starts at: the best the CPU has, unless SPARSECODEC_SIMD caps it (CI runs
+#: the suite capped at avx2 and at scalar, as on a machine without AVX-512 or AVX2).
+_BEST = sc.build_info()["simd_active"]
+
+
+def best_simd_level() -> str:
+    """The highest level tests may use (and restore after lowering it)."""
+    return _BEST
+
+
+def available_simd_levels() -> tuple[str, ...]:
+    """The levels tests compare: every level up to :func:`best_simd_level`."""
+    return SIMD_LEVELS[: SIMD_LEVELS.index(_BEST) + 1]
+
+
 def scalar_reference(fn):
     """``fn()`` run once more on the scalar kernels (for SIMD == scalar comparisons); the best SIMD
     level is restored afterwards."""
-    detected = sc.build_info()["simd_detected"]
+    detected = best_simd_level()
     sc.set_simd_level("scalar")
     try:
         return fn()
@@ -39,12 +58,12 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
-@pytest.fixture(params=["scalar", "avx2"])
+@pytest.fixture(params=SIMD_LEVELS)
 def simd_level(request):
     """Run a test once per SIMD level the CPU has; restores the best level afterwards."""
-    detected = sc.build_info()["simd_detected"]
-    if request.param == "avx2" and detected != "avx2":
-        pytest.skip("CPU without AVX2")
+    detected = best_simd_level()
+    if request.param not in available_simd_levels():
+        pytest.skip(f"CPU without {request.param}")
     sc.set_simd_level(request.param)
     yield request.param
     sc.set_simd_level(detected)

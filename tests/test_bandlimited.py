@@ -28,6 +28,8 @@ from sparsecodec.nn.spectral_conv import (  # noqa: E402
 )
 from sparsecodec.spectral import band_limit, check_compress_rate, fft_grid, smooth_length  # noqa: E402
 
+from conftest import available_simd_levels, best_simd_level  # noqa: E402
+
 # torch's own reference convolution warns about 'same' padding with even kernels.
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same':UserWarning")
 
@@ -183,7 +185,7 @@ def test_native_product_simd_equals_scalar_bit_for_bit(groups, bins, rows, cols,
         a = _complex(rng, groups, bins, rows, depth)
     want = np.einsum("gmik,gmkj->gmij", a.astype(np.complex128), np.conj(b) if conj_b else b.astype(np.complex128))
     results = {}
-    levels = ["scalar"] + (["avx2"] if sc.build_info()["simd_detected"] == "avx2" else [])
+    levels = available_simd_levels()
     try:
         for level in levels:
             sc.set_simd_level(level)
@@ -195,7 +197,7 @@ def test_native_product_simd_equals_scalar_bit_for_bit(groups, bins, rows, cols,
             results[level] = np.ascontiguousarray(out)
             np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-4 * max(1, depth))
     finally:
-        sc.set_simd_level(sc.build_info()["simd_detected"])
+        sc.set_simd_level(best_simd_level())
     for level in levels[1:]:
         assert np.array_equal(results[level].view(np.uint32), results["scalar"].view(np.uint32))
 

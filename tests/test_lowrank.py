@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import sparsecodec as sc
 
-from conftest import assert_bit_equal, reference_decode
+from conftest import assert_bit_equal, best_simd_level, reference_decode
 
 
 def _boolean_product_reference(mask: sc.LowRankMask) -> np.ndarray:
@@ -44,7 +44,7 @@ def test_decode_is_the_boolean_product(rows, cols, rank, tile_rows, tile_cols, d
     """Including tiles that do not divide the matrix, at every SIMD level."""
     mask = _random_factors(np.random.default_rng(seed), (rows, cols), rank, (tile_rows, tile_cols), density)
     want = _boolean_product_reference(mask)
-    detected = sc.build_info()["simd_detected"]
+    detected = best_simd_level()
     for level in ("scalar", detected):
         sc.set_simd_level(level)
         fresh = sc.LowRankMask(mask.shape, mask.tile, mask.left, mask.right)

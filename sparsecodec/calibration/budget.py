@@ -8,7 +8,7 @@ the original under a total bits-per-weight budget.
    each weighted by how often the calibration text uses it, plus one).
 2. **Gain.** Local errors of different layers are not worth the same at the model's output. Each
    layer is compressed once with a reference candidate, and the relative error of the *model's*
-   output over the calibration batches is measured, with every other layer dense. The layer's gain is
+   output over the first calibration batches is measured, with every other layer dense. The layer's gain is
    that end-to-end error over its local error; the predicted cost of a candidate is gain x local
    error.
 3. **Choice.** Minimise the sum of predicted costs subject to the budget: a multiple-choice knapsack,
@@ -37,12 +37,15 @@ from ..masks.pruning import input_norms_from_hessian, magnitude_mask, wanda_mask
 from ..quantizers import VALUE_MODELS, groups_for
 from ..quantizers.reference import rtn_asymmetric
 from ..validation import as_fraction, as_int
-from .second_order import UniformGrid, solve
+from .second_order import PreparedHessian, SolverOptions, UniformGrid, prepare_hessian, solve
 from .sequential import SequentialCalibration, run_model, token_mask
 
-#: (sparsity, bits, group size) candidates tried per layer by default.
-DEFAULT_CANDIDATES: tuple[tuple[float, int, int], ...] = (
+#: (sparsity, bits, group size) candidates tried per layer by default; group size None is one step
+#: and zero point per row.
+DEFAULT_CANDIDATES: tuple[tuple[float, int, int | None], ...] = (
+    (0.0, 8, None),
     (0.0, 8, 128),
+    (0.0, 6, 128),
     (0.0, 4, 64),
     (0.0, 4, 128),
     (0.0, 3, 64),
@@ -57,6 +60,9 @@ DEFAULT_CANDIDATES: tuple[tuple[float, int, int], ...] = (
 #: The candidate each layer's gain is measured with, when it is among the candidates (else the one
 #: of median bits x density).
 GAIN_CANDIDATE = (0.0, 3, 128)
+#: Calibration batches the gains are measured on (each is a full forward pass per layer; the ratio
+#: they give settles well before the whole calibration set).
+GAIN_BATCHES = 8
 #: Resolution of the knapsack: the budget is cut into this many units.
 KNAPSACK_UNITS = 4000
 
@@ -69,7 +75,7 @@ class LayerChoice:
     weights: int
     sparsity: float
     bits: int
-    group_size: int
+    group_size: int | None
     estimated_bpw: float
     local_error: float
     predicted_error: float
@@ -92,16 +98,18 @@ class BudgetPlan:
         lines = [f"budget {self.target_bpw:.3f} bits/weight, estimated {self.estimated_bpw:.3f}:"]
         for c in self.choices:
             lines.append(
-                f"  {c.name}: S={c.sparsity:g} q={c.bits} g={c.group_size} "
+                f"  {c.name}: S={c.sparsity:g} q={c.bits} g={c.group_size or 'row'} "
                 f"~{c.estimated_bpw:.3f} bpw, predicted error {c.predicted_error:.2e}"
             )
         return "\n".join(lines)
 
 
-def candidate_config(base: SQConfig, candidate: tuple[float, int, int]) -> SQConfig:
+def candidate_config(base: SQConfig, candidate: tuple[float, int, int | None]) -> SQConfig:
     """``base`` with a candidate's sparsity, bits and group size."""
     sparsity, bits, group = candidate
-    return dataclasses.replace(base, sparsity=float(sparsity), bits=int(bits), group_size=int(group))
+    return dataclasses.replace(
+        base, sparsity=float(sparsity), bits=int(bits), group_size=None if group is None else int(group)
+    )
 
 
 def estimated_bits_per_weight(config: SQConfig, shape: tuple[int, int]) -> float:
@@ -188,6 +196,12 @@ def _model_output(model: nn.Module, batch: Any) -> torch.Tensor:
     return y
 
 
+def _hessian_energy(d: np.ndarray, h: np.ndarray) -> float:
+    """``tr(D H D^T)``: the output energy of weights D on inputs with Hessian H (one BLAS product; a
+    three-operand einsum does it without BLAS and is a hundred times slower)."""
+    return float(np.einsum("ij,ij->", d @ h, d))
+
+
 class _Sensitivity:
     """Local errors of every candidate per layer, and the matrices of the gain candidate."""
 
@@ -204,9 +218,13 @@ class _Sensitivity:
         gain_mats = []
         for w, h in zip(matrices, hessians, strict=True):
             w64 = w.astype(np.float64)
-            energy = max(float(np.einsum("ij,jk,ik->", w64, h, w64)), 1e-30)
+            energy = max(_hessian_energy(w64, h), 1e-30)
+            prepared: dict[SolverOptions, PreparedHessian] = {}  # one factor per damping, not per candidate
             for k, cand in enumerate(self.candidates):
                 cfg = candidate_config(self.base, cand)
+                options = cfg.solver_options()
+                if options not in prepared:
+                    prepared[options] = prepare_hessian(h, options)
                 keep, adaptive = None, None
                 if cfg.sparsity > 0 and cfg.pruning == "sparsegpt":
                     adaptive = cfg.sparsity
@@ -214,10 +232,9 @@ class _Sensitivity:
                     keep = wanda_mask(w64, input_norms_from_hessian(h), cfg.sparsity)
                 elif cfg.sparsity > 0:
                     keep = magnitude_mask(w64, cfg.sparsity)
-                grid = UniformGrid(cfg.bits, min(cfg.group_size, w.shape[1]), cfg.scale_dtype)
-                sol = solve(w64, h, keep=keep, sparsity=adaptive, grid=grid, options=cfg.solver_options())
-                d = w64 - sol.weights
-                errors[k] += float(np.einsum("ij,jk,ik->", d, h, d)) / energy / len(matrices)
+                grid = UniformGrid(cfg.bits, min(cfg.group_size or w.shape[1], w.shape[1]), cfg.scale_dtype)
+                sol = solve(w64, prepared[options], keep=keep, sparsity=adaptive, grid=grid, options=options)
+                errors[k] += _hessian_energy(w64 - sol.weights, h) / energy / len(matrices)
                 if cand == self.gain_candidate:
                     gain_mats.append(sol.weights.astype(np.float32))
         self.local[name] = errors.tolist()
@@ -229,13 +246,14 @@ class _Sensitivity:
         for w in matrices:
             w64 = w.astype(np.float64)
             rw = np.ones(w.shape[0]) if row_weights is None else row_weights
-            energy = max(float(np.einsum("r,rc,rc->", rw, w64, w64)), 1e-30)
+            energy = max(float(rw @ np.einsum("rc,rc->r", w64, w64)), 1e-30)
             for k, (sparsity, bits, group) in enumerate(self.candidates):
                 keep = magnitude_mask(w64, sparsity)
-                w_hat = rtn_asymmetric(np.where(keep, w64, 0.0), bits, min(group, w.shape[1]), self.base.scale_dtype)
+                gs = min(group or w.shape[1], w.shape[1])
+                w_hat = rtn_asymmetric(np.where(keep, w64, 0.0), bits, gs, self.base.scale_dtype)
                 w_hat = np.where(keep, w_hat, 0.0)
                 d = w64 - w_hat
-                errors[k] += float(np.einsum("r,rc,rc->", rw, d, d)) / energy / len(matrices)
+                errors[k] += float(rw @ np.einsum("rc,rc->r", d, d)) / energy / len(matrices)
                 if (sparsity, bits, group) == self.gain_candidate:
                     gain_mats.append(w_hat.astype(np.float32))
         self.local[name] = errors.tolist()
@@ -248,7 +266,7 @@ class Sensitivity:
     are chosen without measuring again (:meth:`plan`)."""
 
     base: SQConfig
-    candidates: list[tuple[float, int, int]]
+    candidates: list[tuple[float, int, int | None]]
     names: list[str]
     sizes: dict[str, int]
     calibrated: dict[str, bool]
@@ -286,7 +304,7 @@ def measure_sensitivity(
     batches: Sequence[Any],
     base: SQConfig,
     *,
-    candidates: Iterable[tuple[float, int, int]] | None = None,
+    candidates: Iterable[tuple[float, int, int | None]] | None = None,
     blocks: str | Sequence[str] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> Sensitivity:
@@ -295,7 +313,11 @@ def measure_sensitivity(
     if base.method != "gptq":
         raise ValueError(f"budget mode fits every layer with method='gptq'; the base config has {base.method!r}")
     cands = [
-        (as_fraction(s, "sparsity"), as_int(b, "bits", 1, 8), as_int(g, "group_size", 1, 1 << 30))
+        (
+            as_fraction(s, "sparsity"),
+            as_int(b, "bits", 1, 8),
+            None if g is None else as_int(g, "group_size", 1, 1 << 30),
+        )
         for s, b, g in (DEFAULT_CANDIDATES if candidates is None else candidates)
     ]
     if not cands:
@@ -377,7 +399,9 @@ def _token_counts(
 
 
 def _gains(model: nn.Module, layers, batches, sens: _Sensitivity) -> dict[str, float]:
-    """End-to-end relative output error per unit of local error, per layer (see the module docstring)."""
+    """End-to-end relative output error per unit of local error, per layer (see the module docstring),
+    on the first ``GAIN_BATCHES`` batches."""
+    batches = list(batches)[:GAIN_BATCHES]
     reference = [_model_output(model, b) for b in batches]
     energy = sum(float((r**2).sum()) for r in reference)
     k = sens.candidates.index(sens.gain_candidate)

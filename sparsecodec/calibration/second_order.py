@@ -106,6 +106,34 @@ def obs_saliency(weights: np.ndarray, hessian: np.ndarray, damp: float = 0.01) -
     return np.asarray(weights, dtype=np.float64) ** 2 / inv_diag[None, :]
 
 
+@dataclass(frozen=True)
+class PreparedHessian:
+    """A layer's Hessian made ready for :func:`solve` under given options: the column order and the
+    inverse factor of the reordered matrix. Prepare it once to solve many problems on one Hessian
+    (budget mode tries every candidate on each layer)."""
+
+    order: np.ndarray
+    position: np.ndarray
+    factor: np.ndarray
+    damp: float
+    act_order: bool
+
+
+def prepare_hessian(hessian: np.ndarray, options: SolverOptions | None = None) -> PreparedHessian:
+    """Column order and inverse Hessian factor for ``options`` (see :func:`solve`)."""
+    opts = options or SolverOptions()
+    shape = np.shape(hessian)
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ValueError(f"hessian must be a square matrix, got shape {shape}")
+    h = check_hessian(hessian, shape[0])
+    cols = shape[0]
+    order = np.argsort(-np.einsum("ii->i", h), kind="stable") if opts.act_order else np.arange(cols)
+    position = np.empty(cols, dtype=np.int64)
+    position[order] = np.arange(cols)
+    factor = inverse_hessian_factor(h[np.ix_(order, order)], opts.damp)
+    return PreparedHessian(order, position, factor, float(opts.damp), bool(opts.act_order))
+
+
 def check_hessian(hessian: np.ndarray, cols: int) -> np.ndarray:
     """The Hessian as a float64 square (cols, cols) array, or a ValueError naming what is wrong."""
     h = np.asarray(hessian)
@@ -118,7 +146,7 @@ def check_hessian(hessian: np.ndarray, cols: int) -> np.ndarray:
 
 def solve(
     weights: np.ndarray,
-    hessian: np.ndarray,
+    hessian: np.ndarray | PreparedHessian,
     *,
     keep: np.ndarray | None = None,
     sparsity: float | None = None,
@@ -127,13 +155,23 @@ def solve(
 ) -> Solution:
     """Fix every column of ``weights`` (R, C) under the layer's input Hessian (C, C); see the module
     docstring. Give a fixed ``keep`` mask (GPTQ on a pruned layer), or a ``sparsity`` for SparseGPT to
-    choose the mask, or neither (nothing pruned)."""
+    choose the mask, or neither (nothing pruned). ``hessian`` may be prepared once for many solves
+    (:func:`prepare_hessian`, with the same options)."""
     opts = options or SolverOptions()
     w = np.array(weights, dtype=np.float64)
     if w.ndim != 2:
         raise ValueError(f"weights must be 2-D, got shape {w.shape}")
     rows, cols = w.shape
-    h = check_hessian(hessian, cols)
+    if isinstance(hessian, PreparedHessian):
+        prepared = hessian
+        if prepared.factor.shape != (cols, cols):
+            n = len(prepared.factor)
+            raise ValueError(f"the prepared Hessian is for {n} input columns, the weights have {cols}")
+        if (prepared.damp, prepared.act_order) != (float(opts.damp), bool(opts.act_order)):
+            raise ValueError("the Hessian was prepared with other damp / act_order options than these")
+    else:
+        check_hessian(hessian, cols)
+        prepared = prepare_hessian(hessian, opts)
     if keep is not None and sparsity is not None:
         raise ValueError("give either a keep mask or a sparsity for the solver to choose one, not both")
     adaptive = sparsity is not None
@@ -142,11 +180,8 @@ def solve(
     if mask.shape != w.shape:
         raise ValueError(f"keep mask shape {mask.shape} does not match weights shape {w.shape}")
 
-    order = np.argsort(-np.einsum("ii->i", h), kind="stable") if opts.act_order else np.arange(cols)
-    position = np.empty(cols, dtype=np.int64)
-    position[order] = np.arange(cols)
+    order, position, u = prepared.order, prepared.position, prepared.factor
     w, mask = w[:, order], mask[:, order]
-    u = inverse_hessian_factor(h[np.ix_(order, order)], opts.damp)
     fitter = _GroupFitter(grid, rows, cols, order, position, opts.clip_search) if grid is not None else None
 
     out = np.zeros_like(w)

@@ -60,6 +60,7 @@ SUITE = (
     BenchStep("lowrank-index", "lowrank_index.py", "low-rank index: retained magnitude, index formats"),
     BenchStep("digits", "digits_deeptwist.py", "end to end: DeepTwist on scikit-learn's digits"),
     BenchStep("bits-per-weight", "bits_per_weight.py", "bits/weight against sparsity, with its plot"),
+    BenchStep("cost-model", "fit_cost_model.py", "refit the cost model of strategy auto on this machine"),
     BenchStep("matmul-latency", "matmul_latency.py", "matmul latency against batch size, ours and peers"),
     BenchStep(
         "latency-plot",
@@ -86,6 +87,12 @@ SUITE = (
         "lowrank-calibrated",
         "lowrank_calibrated.py",
         "pretrained all-MiniLM-L6-v2: low-rank masks once calibrated",
+        requires="models",
+    ),
+    BenchStep(
+        "minilm-forward",
+        "minilm_forward.py",
+        "pretrained all-MiniLM-L6-v2: whole forward pass against dense fp32 and torch int8",
         requires="models",
     ),
     BenchStep(

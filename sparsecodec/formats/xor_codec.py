@@ -49,7 +49,7 @@ MAX_DEPTH = 4
 MAX_CHAIN = 1 << 20
 MAX_GROUP_BANDS = 1024
 # Derived from an EncodedWeight's data fields on first use, dropped when one of them is reassigned.
-_CACHES = ("_stats", "_sparse_plan", "_decoded_bits", "_native")
+_CACHES = ("_stats", "_sparse_plan", "_decoded_bits", "_lut_int8", "_int8_tiles", "_native")
 # n_out = factor * n_in / (1 - S) maximised measured efficiency on i.i.d. masks at S = 0.5 .. 0.95
 # (bench/README.md): larger slices overload more of them, which the cheap patches absorb.
 _N_OUT_FACTOR = {1: 1.10}
@@ -145,6 +145,8 @@ class EncodedWeight:
     _stats: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
     _sparse_plan: Any = field(default=None, init=False, repr=False, compare=False)  # see sparsecodec.matmul
     _decoded_bits: Any = field(default=None, init=False, repr=False, compare=False)  # see sparsecodec.matmul
+    _lut_int8: Any = field(default=None, init=False, repr=False, compare=False)  # see sparsecodec.matmul
+    _int8_tiles: Any = field(default=None, init=False, repr=False, compare=False)  # see sparsecodec.matmul
     _native: Any = field(default=None, init=False, repr=False, compare=False)  # the kernels' checked view
 
     bits = property(lambda self: self.quant.bits, doc="BCQ bit-planes q.")
@@ -169,7 +171,8 @@ class EncodedWeight:
     def __getstate__(self) -> dict[str, Any]:
         # The matmul caches are native objects rebuilt on demand: pickles and copies go without them.
         state = dict(self.__dict__)
-        state["_sparse_plan"] = state["_decoded_bits"] = state["_native"] = None
+        for cache in _CACHES[1:]:
+            state[cache] = None
         return state
 
     def stored_params(self) -> dict[str, np.ndarray]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import ops, registry
 from .bandlimited import BandLimitedConv1d, BandLimitedConv2d
 from .embedding import SQEmbedding
-from .layers import SQConv2d, SQLinear
+from .layers import SQConv2d, SQLinear, set_strategy
 from .registry import LAYER_KINDS, LayerKind
 
 __all__ = [
@@ -18,4 +18,5 @@ __all__ = [
     "SQLinear",
     "ops",
     "registry",
+    "set_strategy",
 ]

@@ -21,6 +21,7 @@ from torch.nn.modules.utils import _pair
 from ..config import SQConfig
 from ..formats.xor_codec import EncodedWeight, decode, encode
 from ..matmul import TILE_FLOATS, choose_strategy
+from ..options import AUTO_STRATEGIES, STRATEGIES
 from . import ops
 
 _FROZEN_MESSAGE = (
@@ -265,13 +266,14 @@ class SQConv2d(_CompressedStreams):
     def _decoded_conv_is_faster(self, x: torch.Tensor) -> bool:
         """Whether to decode the whole weight and run torch's convolution: the decoded-tile strategy,
         for a weight that fits one tile and (strategy auto) output positions enough to pay for it."""
-        if self.strategy not in ("auto", "dense"):
+        if self.strategy not in (*AUTO_STRATEGIES, "dense"):
             return False
         encs = self.encoded_weights()
         if sum(e.size for e in encs) > TILE_FLOATS:
             return False
         h_out, w_out = self._output_size(x)
-        return self.strategy == "dense" or all(choose_strategy(e, x.shape[0] * h_out * w_out) == "dense" for e in encs)
+        positions = x.shape[0] * h_out * w_out
+        return self.strategy == "dense" or all(choose_strategy(e, positions, self.strategy) == "dense" for e in encs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4:
@@ -341,3 +343,14 @@ class SQConv2d(_CompressedStreams):
             f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
             f"padding_mode={self.padding_mode}, bias={self.bias is not None}, " + self._describe()
         )
+
+
+def set_strategy(model: torch.nn.Module, strategy: str) -> int:
+    """Set the matmul strategy of every compressed layer of ``model`` (e.g. ``"auto_int8"`` for the
+    int8-table kernels); returns how many layers were changed."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    layers = [m for m in model.modules() if isinstance(m, (SQLinear, SQConv2d))]
+    for m in layers:
+        m.strategy = strategy
+    return len(layers)

@@ -1,0 +1,155 @@
+#include "int8_tiles.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include "bitops.h"
+#include "kernel_table.h"
+#include "parallel.h"
+
+namespace sc {
+
+namespace {
+
+int64_t padded_cols(const LutInt8Weight& w) { return w.col_blocks * kLut8Cols; }
+
+// The bit pattern (bit p from plane p) and keep bit of row r, column c.
+inline int pattern_at(const LutInt8Weight& w, int64_t r, int64_t c, bool& kept) {
+    const uint32_t* words = w.block(r / kLut8Rows, c / kLut8Cols) + r % kLut8Rows;
+    const int t = int(c % kLut8Cols);
+    kept = (words[0] >> t) & 1u;
+    int code = 0;
+    for (int p = 0; p < w.q; ++p) code |= int((words[(1 + p) * kLut8Rows] >> t) & 1u) << p;
+    return code;
+}
+
+}  // namespace
+
+bool int8_tiles_supported(const LutInt8Weight& w) { return w.q <= kTileMaxBits; }
+
+void build_int8_tile_values(const LutInt8Weight& w, Int8TileValues& out) {
+    if (!int8_tiles_supported(w)) throw std::invalid_argument("the int8-tile kernel supports at most 4 bits per weight");
+    const int q = w.q;
+    out.rows = w.rows;
+    out.groups = w.groups;
+    out.padded_rows = ceil_div(w.rows, kTileRows) * kTileRows;
+    out.tables.assign(size_t(w.row_blocks * w.groups * 256), 0);
+    out.scale.assign(size_t(w.groups * out.padded_rows), 0.0f);
+    out.sum.assign(size_t(w.groups * out.padded_rows), 0);
+    ExceptionCollector errors;
+#pragma omp parallel for num_threads(max_threads()) schedule(static)
+    for (int64_t r = 0; r < w.rows; ++r) errors.run([&] {
+        for (int64_t g = 0; g < w.groups; ++g) {
+            // the dequantised value of every pattern (dequant.h's formula)
+            const float* sc = w.group_scales(r / kLut8Rows, g) + r % kLut8Rows;
+            float values[16];
+            float peak = 0.0f;
+            for (int k = 0; k < (1 << q); ++k) {
+                float acc = (k & 1) ? sc[0] : -sc[0];
+                for (int p = 1; p < q; ++p) acc = acc + (((k >> p) & 1) ? sc[p * kLut8Rows] : -sc[p * kLut8Rows]);
+                if (w.offsets) acc = acc + sc[q * kLut8Rows];
+                values[k] = acc;
+                peak = std::max(peak, std::fabs(acc));
+            }
+            // a uniform grid: every value an integer multiple of alpha_0 that fits int8, stored exactly
+            const float unit = std::fabs(sc[0]);
+            bool grid = unit > 0.0f;
+            for (int k = 0; grid && k < (1 << q); ++k) {
+                const float n = values[k] / unit, rounded = std::nearbyint(n);
+                grid = std::fabs(n - rounded) <= 1e-4f * std::max(1.0f, std::fabs(rounded)) && std::fabs(rounded) <= 127.0f;
+            }
+            const float step = grid ? unit : peak / 127.0f;
+            const float inv = step > 0.0f ? 1.0f / step : 0.0f;
+            int8_t* table = out.tables.data() + ((r / 16 * w.groups + g) * 16 + r % 16) * 16;
+            for (int k = 0; k < (1 << q); ++k) {
+                const long v = grid ? std::lrint(values[k] / unit) : std::lrint(values[k] * inv);
+                table[k] = int8_t(std::max(-127L, std::min(127L, v)));
+            }
+            out.scale[size_t(g * out.padded_rows + r)] = step;
+        }
+        for (int64_t c = 0; c < w.cols; ++c) {
+            bool kept;
+            const int code = pattern_at(w, r, c, kept);
+            const int64_t g = (c / kLut8Cols) / w.group_blocks;
+            if (kept) out.sum[size_t(g * out.padded_rows + r)] += out.table(r, g)[code];
+        }
+    });
+    errors.rethrow();
+}
+
+void decode_int8_tile_scalar(const LutInt8Weight& w, const Int8TileValues& v, int64_t r0, int8_t* tile) {
+    const int64_t kpad = padded_cols(w);
+    for (int64_t i = 0; i < kTileRows; ++i) {
+        const int64_t r = r0 + i;
+        for (int64_t c = 0; c < kpad; ++c) {
+            int8_t value = 0;
+            if (r < w.rows) {
+                bool kept;
+                const int code = pattern_at(w, r, c, kept);
+                if (kept) value = v.table(r, (c / kLut8Cols) / w.group_blocks)[code];
+            }
+            tile[(c / 4) * (kTileRows * 4) + i * 4 + c % 4] = value;
+        }
+    }
+}
+
+void int8_tile_product_scalar(const LutInt8Weight& w, const Int8TileValues& v, int64_t r0, const int8_t* tile,
+                              const uint8_t* xq, const float* x_scale, int64_t batch, float* out) {
+    const int64_t kpad = padded_cols(w), group_cols = w.group_blocks * kLut8Cols;
+    for (int64_t b = 0; b < batch; ++b)
+        for (int64_t i = 0; i < kTileRows && r0 + i < w.rows; ++i) {
+            float y = 0.0f;  // the first group's term is y itself, as the AVX-512 kernel stores it
+            for (int64_t g = 0; g < w.groups; ++g) {
+                int32_t acc = 0;
+                for (int64_t c = g * group_cols; c < std::min(kpad, (g + 1) * group_cols); ++c)
+                    acc += int32_t(tile[(c / 4) * (kTileRows * 4) + i * 4 + c % 4]) * int32_t(xq[b * kpad + c]);
+                float t = float(acc - 128 * v.group_sum(g)[r0 + i]);
+                t = t * x_scale[b * w.groups + g];
+                t = t * v.group_scale(g)[r0 + i];
+                y = g == 0 ? t : y + t;
+            }
+            out[b * w.rows + r0 + i] = y;
+        }
+}
+
+void int8_tiles_matmul(const LutInt8Weight& w, const Int8TileValues& v, const float* x, int64_t batch, float* out) {
+    const int64_t kpad = padded_cols(w), group_cols = w.group_blocks * kLut8Cols;
+    // x per batch row and scale group to unsigned bytes around 128 (padding columns are 128: their
+    // weights are 0)
+    std::vector<uint8_t> xq(size_t(batch * kpad), 128);
+    std::vector<float> x_scale(static_cast<size_t>(batch * w.groups));
+#pragma omp parallel for num_threads(batch * w.cols < (int64_t(1) << 16) ? 1 : max_threads()) schedule(static)
+    for (int64_t b = 0; b < batch; ++b) {
+        const float* xb = x + b * w.cols;
+        for (int64_t g = 0; g < w.groups; ++g) {
+            const int64_t c0 = g * group_cols, c1 = std::min(w.cols, c0 + group_cols);
+            float peak = 0.0f;
+            for (int64_t c = c0; c < c1; ++c) peak = std::max(peak, std::fabs(xb[c]));
+            const float inv = peak > 0.0f ? 127.0f / peak : 0.0f;
+            x_scale[size_t(b * w.groups + g)] = peak / 127.0f;
+            for (int64_t c = c0; c < c1; ++c) {
+                const long q = std::lrint(xb[c] * inv);
+                xq[size_t(b * kpad + c)] = uint8_t(std::max(-127L, std::min(127L, q)) + 128);
+            }
+        }
+    }
+    const Kernels& k = kernels();
+    const int64_t tiles = ceil_div(w.rows, kTileRows);
+    ExceptionCollector errors;
+#pragma omp parallel num_threads(max_threads())
+    {
+        // the tile starts on a cache line: each of its vector loads then reads one line, not two
+        std::vector<int8_t> buffer(size_t(kTileRows * kpad) + 64);
+        int8_t* tile = buffer.data() + (64 - reinterpret_cast<uintptr_t>(buffer.data()) % 64) % 64;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t t = 0; t < tiles; ++t) errors.run([&] {
+            k.decode_int8_tile(w, v, t * kTileRows, tile);
+            k.int8_tile_product(w, v, t * kTileRows, tile, xq.data(), x_scale.data(), batch, out);
+        });
+    }
+    errors.rethrow();
+}
+
+}  // namespace sc

@@ -1,0 +1,173 @@
+#include "lut_int8.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "bitops.h"
+#include "kernel_table.h"
+#include "matmul.h"
+#include "parallel.h"
+
+namespace sc {
+
+bool lut_int8_supported(const MatmulWeight& w) {
+    return w.scales.group_size >= w.cols || w.scales.group_size % kLut8Cols == 0;
+}
+
+void build_lut_int8_weight(const MatmulWeight& w, LutInt8Weight& out) {
+    if (!lut_int8_supported(w))
+        throw std::invalid_argument("the int8-table kernel needs scale groups that are whole rows or multiples of 32 columns");
+    const int q = w.q();
+    out.rows = w.rows;
+    out.cols = w.cols;
+    out.q = q;
+    out.row_blocks = ceil_div(w.rows, kLut8Rows);
+    out.col_blocks = ceil_div(w.cols, kLut8Cols);
+    out.groups = w.scales.groups;
+    out.group_blocks = w.scales.group_size >= w.cols ? out.col_blocks : w.scales.group_size / kLut8Cols;
+    out.offsets = w.scales.offsets != nullptr;
+    DecodedBits decoded;
+    decode_all_bits(w, decoded);
+    out.bits.assign(size_t(out.row_blocks * out.col_blocks * (1 + q) * kLut8Rows), 0u);
+    out.scales.assign(size_t(out.row_blocks * out.groups * (q + 1) * kLut8Rows), 0.0f);
+    ExceptionCollector errors;
+#pragma omp parallel for num_threads(max_threads()) schedule(static)
+    for (int64_t rb = 0; rb < out.row_blocks; ++rb) errors.run([&] {
+        for (int64_t i = 0; i < kLut8Rows; ++i) {
+            const int64_t r = rb * kLut8Rows + i;
+            if (r >= w.rows) break;
+            for (int64_t cb = 0; cb < out.col_blocks; ++cb) {
+                const int64_t c0 = cb * kLut8Cols;
+                const int width = int(std::min<int64_t>(kLut8Cols, w.cols - c0));
+                uint32_t* dst = out.bits.data() + ((rb * out.col_blocks + cb) * (1 + q)) * kLut8Rows + i;
+                dst[0] = uint32_t(read_bits(decoded.mask.data(), r * w.cols + c0, width));
+                for (int p = 0; p < q; ++p)
+                    dst[(1 + p) * kLut8Rows] = uint32_t(read_bits(decoded.planes[size_t(p)].data(), r * w.cols + c0, width));
+            }
+            for (int64_t g = 0; g < out.groups; ++g) {
+                float* dst = out.scales.data() + ((rb * out.groups + g) * (q + 1)) * kLut8Rows + i;
+                const float* alpha = w.scales.alpha(r, g);
+                for (int p = 0; p < q; ++p) dst[p * kLut8Rows] = alpha[p];
+                const float* beta = w.scales.beta(r, g);
+                dst[q * kLut8Rows] = beta ? *beta : 0.0f;
+            }
+        }
+    });
+    errors.rethrow();
+}
+
+void build_int8_tables(const LutInt8Weight& w, const float* x, int64_t batch, Int8Tables& out) {
+    out.batch = batch;
+    out.col_blocks = w.col_blocks;
+    out.groups = w.groups;
+    out.entries.assign(size_t(batch * w.col_blocks * kLut8TableBytes), 0);
+    out.scale.assign(size_t(batch * w.groups), 0.0f);
+    const int64_t column_groups = w.col_blocks * 8;
+    ExceptionCollector errors;
+#pragma omp parallel num_threads(batch * w.cols < (int64_t(1) << 14) ? 1 : max_threads())
+    {
+        std::vector<float> sums(size_t(column_groups * 16));
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < batch; ++b) errors.run([&] {
+            const float* xb = x + b * w.cols;
+            // float subset sums of every 4-column group (columns past the end count as 0)
+            for (int64_t c = 0; c < column_groups; ++c) {
+                float v[4];
+                for (int i = 0; i < 4; ++i) v[i] = 4 * c + i < w.cols ? xb[4 * c + i] : 0.0f;
+                float* t = sums.data() + c * 16;
+                t[0] = 0.0f;
+                for (int i = 0; i < 4; ++i)
+                    for (int k = 0; k < (1 << i); ++k) t[k | (1 << i)] = t[k] + v[i];
+            }
+            int8_t* lane = out.entries.data() + b * w.col_blocks * kLut8TableBytes;
+            for (int64_t g = 0; g < w.groups; ++g) {
+                const int64_t cg0 = g * w.group_blocks * 8, cg1 = std::min(column_groups, cg0 + w.group_blocks * 8);
+                float peak = 0.0f;
+                for (int64_t c = cg0; c < cg1; ++c)
+                    for (int n = 0; n < 16; ++n) peak = std::max(peak, std::fabs(sums[size_t(c * 16 + n)]));
+                const float s = peak / 127.0f;
+                const float inv = peak > 0.0f ? 127.0f / peak : 0.0f;
+                out.scale[size_t(b * w.groups + g)] = s;
+                for (int64_t c = cg0; c < cg1; ++c) {
+                    // column group c of block cb = c / 8 sits in half (c & 1), slot (c % 8) / 2
+                    int8_t* dst = lane + (c / 8) * kLut8TableBytes + (c & 1) * 64 + ((c % 8) / 2) * 16;
+                    for (int n = 0; n < 16; ++n) {
+                        const long e = std::lrint(sums[size_t(c * 16 + n)] * inv);
+                        dst[n] = int8_t(std::max(-127L, std::min(127L, e)));
+                    }
+                }
+            }
+        });
+    }
+    errors.rethrow();
+}
+
+namespace {
+
+// One lane's rows of row blocks [rb0, rb1) into out (that lane's row of the output).
+void lane_rows_scalar(const LutInt8Weight& w, const Int8Tables& t, int64_t lane, int64_t rb0, int64_t rb1,
+                      float* out) {
+    const int q = w.q;
+    const int8_t* tables = t.lane(lane);
+    const float* lane_scales = t.lane_scales(lane);
+    for (int64_t rb = rb0; rb < rb1; ++rb)
+        for (int64_t i = 0; i < kLut8Rows; ++i) {
+            const int64_t r = rb * kLut8Rows + i;
+            if (r >= w.rows) break;
+            float y = 0.0f;
+            for (int64_t g = 0; g < w.groups; ++g) {
+                int32_t acc_m = 0, acc[kMaxPlanes] = {};
+                const int64_t cb1 = std::min(w.col_blocks, (g + 1) * w.group_blocks);
+                for (int64_t cb = g * w.group_blocks; cb < cb1; ++cb) {
+                    const uint32_t* words = w.block(rb, cb) + i;
+                    const int8_t* tab = tables + cb * kLut8TableBytes;
+                    const uint32_t m = words[0];
+                    for (int c = 0; c < 8; ++c) {
+                        const int8_t* tc = tab + (c & 1) * 64 + (c / 2) * 16;
+                        acc_m += tc[(m >> (4 * c)) & 15u];
+                        for (int p = 0; p < q; ++p) acc[p] += tc[((m & words[(1 + p) * kLut8Rows]) >> (4 * c)) & 15u];
+                    }
+                }
+                const float s = lane_scales[g];
+                const float* sc = w.group_scales(rb, g) + i;
+                for (int p = 0; p < q; ++p) {
+                    float v = float(2 * acc[p] - acc_m);
+                    v = v * s;
+                    v = v * sc[p * kLut8Rows];
+                    y = y + v;
+                }
+                float v = float(acc_m);
+                v = v * s;
+                v = v * sc[q * kLut8Rows];
+                y = y + v;
+            }
+            out[r] = y;
+        }
+}
+
+}  // namespace
+
+void lut_int8_rows_scalar(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t b1, int64_t rb0,
+                          int64_t rb1, float* out) {
+    for (int64_t b = b0; b < b1; ++b) lane_rows_scalar(w, t, b, rb0, rb1, out + b * w.rows);
+}
+
+void lut_int8_matmul(const LutInt8Weight& w, const float* x, int64_t batch, float* out) {
+    Int8Tables tables;
+    build_int8_tables(w, x, batch, tables);
+    const auto rows_kernel = kernels().lut_int8_rows;
+    // Tasks: a run of row blocks for every lane, so that the run's bits (re-read per pass over a few
+    // lanes) stay in cache.
+    const int64_t per_task = std::max<int64_t>(1, std::min<int64_t>(16, w.row_blocks / (4 * max_threads())));
+    const int64_t row_tasks = ceil_div(w.row_blocks, per_task);
+    const int64_t work = w.rows * w.cols * (1 + w.q) * batch / 32;
+    ExceptionCollector errors;
+#pragma omp parallel for num_threads(work < (int64_t(1) << 13) ? 1 : max_threads()) schedule(dynamic, 1)
+    for (int64_t task = 0; task < row_tasks; ++task) errors.run([&] {
+        const int64_t rb0 = task * per_task, rb1 = std::min(w.row_blocks, rb0 + per_task);
+        rows_kernel(w, tables, 0, batch, rb0, rb1, out);
+    });
+    errors.rethrow();
+}
+
+}  // namespace sc

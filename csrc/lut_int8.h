@@ -1,0 +1,86 @@
+// The int8-table lookup kernel ("lut_int8"), T-MAC's idea with the keep-mask folded in.
+//
+// Per batch lane, x is cut into groups of 4 columns; each has a 16-entry table of its subset sums
+// (T[n] = sum of x[4c + i] over the bits i of n), rounded to int8 with one scale per lane and scale
+// group of the weight: s = max over the group's tables of max |T| / 127, entries lrint(T / s). With
+// the keep-mask m and each sign plane u_p, sum_j m_j w_j x_j = sum_p alpha_p (2 S[m & u_p] - S[m]) +
+// beta S[m] (dequant.h's value model), each S a sum of table entries: exact integers, accumulated in
+// int32. At the end of each scale group, per row:
+//   y = y + ((float(2 acc_p - acc_m) * s) * alpha_p)   for p ascending, then
+//   y = y + ((float(acc_m) * s) * beta)                 (beta = 0 without offsets),
+// in exactly this order on every SIMD level, so the AVX-512 kernel equals the scalar one bit for bit.
+// The only difference from the exact product is the rounding of the tables: each table entry is off
+// by at most s / 2, so |y - y_exact| <= sum over groups and planes of (3 s / 2) * |alpha_p| * (columns
+// / 4) plus (s / 2) |beta| (columns / 4) (documented in sparsecodec.matmul).
+//
+// The weight is kept in the kernel's order (LutInt8Weight): per block of 16 rows and 32 columns, the
+// mask then each plane as 16 little-endian 32-bit words, word i = row 16 rb + i, bit t = column
+// 32 cb + t; byte k of a word holds column groups 2k (low nibble) and 2k + 1 (high nibble). A lane's
+// tables per 32-column block are 128 bytes: 64 bytes holding the tables of column groups 0, 2, 4, 6
+// (16 bytes each), then 64 holding groups 1, 3, 5, 7, which is the order the AVX-512 kernel's VPERMB
+// lookups index. Rows and columns past the weight's end are padded with cleared mask bits.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "matmul_tile.h"
+
+namespace sc {
+
+constexpr int64_t kLut8Rows = 16;     // rows per block (the 16 words of a zmm)
+constexpr int64_t kLut8Cols = 32;     // columns per block (the bits of a word)
+constexpr int64_t kLut8TableBytes = 128;  // a lane's tables for one column block
+
+struct LutInt8Weight {
+    int64_t rows = 0, cols = 0;
+    int q = 1;
+    int64_t row_blocks = 0, col_blocks = 0;
+    int64_t groups = 1;            // scale groups per row
+    int64_t group_blocks = 1;      // column blocks per scale group
+    bool offsets = false;
+    std::vector<uint32_t> bits;    // [row_block][col_block][1 + q][16]: mask, then planes 0 .. q-1
+    std::vector<float> scales;     // [row_block][group][q + 1][16]: alpha_0 .. alpha_{q-1}, beta (or 0)
+
+    const uint32_t* block(int64_t rb, int64_t cb) const {
+        return bits.data() + ((rb * col_blocks + cb) * (1 + q)) * kLut8Rows;
+    }
+    const float* group_scales(int64_t rb, int64_t g) const {
+        return scales.data() + ((rb * groups + g) * (q + 1)) * kLut8Rows;
+    }
+    int64_t nbytes() const { return int64_t(bits.size() * sizeof(uint32_t) + scales.size() * sizeof(float)); }
+};
+
+// A batch's int8 tables: [lane][col_block][128] entries and [lane][group] scales.
+struct Int8Tables {
+    int64_t batch = 0, col_blocks = 0, groups = 0;
+    std::vector<int8_t> entries;
+    std::vector<float> scale;
+    const int8_t* lane(int64_t b) const { return entries.data() + b * col_blocks * kLut8TableBytes; }
+    const float* lane_scales(int64_t b) const { return scale.data() + b * groups; }
+};
+
+// Whether the weight's scale groups fit the kernel's 32-column blocks (whole rows or multiples of 32).
+bool lut_int8_supported(const MatmulWeight& w);
+
+// The weight in the kernel's order, decoded from the compressed planes (in parallel).
+void build_lut_int8_weight(const MatmulWeight& w, LutInt8Weight& out);
+
+// x (batch, cols) row-major into its int8 tables (the same scalar code on every SIMD level).
+void build_int8_tables(const LutInt8Weight& w, const float* x, int64_t batch, Int8Tables& out);
+
+// out[b * rows + r] for batch lanes [b0, b1) and the rows of row blocks [rb0, rb1).
+void lut_int8_rows_scalar(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t b1, int64_t rb0,
+                          int64_t rb1, float* out);
+#ifdef SPARSECODEC_HAS_AVX512
+void lut_int8_rows_avx512(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t b1, int64_t rb0,
+                          int64_t rb1, float* out);
+#endif
+// Batch lanes the AVX-512 kernel runs at once on each block's indices: lanes x (q + 1) accumulators
+// plus 2 (q + 1) indices and six constants and tables must fit the 32 zmm registers, or they spill.
+constexpr int lut_int8_lanes(int q) { return q == 1 ? 6 : q == 2 ? 4 : q == 3 ? 3 : q == 4 ? 2 : 1; }
+
+// out (batch, rows) = x @ W^T with int8 tables, on the active SIMD level's kernel.
+void lut_int8_matmul(const LutInt8Weight& w, const float* x, int64_t batch, float* out);
+
+}  // namespace sc

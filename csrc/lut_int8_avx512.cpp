@@ -1,0 +1,106 @@
+// AVX-512 (F, BW, VBMI, VNNI) twin of lut_int8_rows_scalar (see lut_int8.h for the layout).
+//
+// One zmm holds a block's 16 words of one plane: 16 rows x 32 columns. A word's byte k holds column
+// groups 2k (low nibble) and 2k + 1 (high nibble); OR-ing k << 4 into each nibble turns it into an
+// index of VPERMB's 64-byte table holding column groups (0, 2, 4, 6) or (1, 3, 5, 7), and VPDPBUSD
+// against a vector of ones adds a word's four looked-up bytes (one row's four column groups) into
+// that row's int32 accumulator. Per block and plane: three index ops, then per batch lane two VPERMB
+// and two VPDPBUSD; lut_int8_lanes(q) lanes share each block's indices.
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "lut_int8.h"
+
+namespace sc {
+
+namespace {
+
+constexpr int kIndexOr = 0xEA;  // ternary logic (a & b) | c
+
+// Lanes [b0, b0 + L) on row blocks [rb0, rb1): the indices of a block are built once and looked up
+// in every lane's tables; y lives in `out` between scale groups.
+template <int Q, int L>
+void rows_ql(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t rb0, int64_t rb1, float* out) {
+    const __m512i low_nibble = _mm512_set1_epi8(0x0F);
+    const __m512i slot = _mm512_set1_epi32(0x30201000);  // byte k of each word: k << 4
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (int64_t rb = rb0; rb < rb1; ++rb) {
+        const int64_t r0 = rb * kLut8Rows;
+        const __mmask16 keep = __mmask16((1u << std::min<int64_t>(kLut8Rows, w.rows - r0)) - 1u);
+        for (int64_t g = 0; g < w.groups; ++g) {
+            __m512i acc[L][Q + 1];  // [lane][mask, planes]
+            #pragma GCC unroll 16
+            for (int l = 0; l < L; ++l)
+                #pragma GCC unroll 16
+                for (int p = 0; p <= Q; ++p) acc[l][p] = _mm512_setzero_si512();
+            const int64_t cb1 = std::min(w.col_blocks, (g + 1) * w.group_blocks);
+            for (int64_t cb = g * w.group_blocks; cb < cb1; ++cb) {
+                const uint32_t* words = w.block(rb, cb);
+                const __m512i m = _mm512_loadu_si512(words);
+                __m512i lo[Q + 1], hi[Q + 1];
+                #pragma GCC unroll 16
+                for (int p = 0; p <= Q; ++p) {
+                    const __m512i v = p == 0 ? m : _mm512_and_si512(m, _mm512_loadu_si512(words + p * kLut8Rows));
+                    lo[p] = _mm512_ternarylogic_epi32(v, low_nibble, slot, kIndexOr);
+                    hi[p] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(v, 4), low_nibble, slot, kIndexOr);
+                }
+                #pragma GCC unroll 16
+                for (int l = 0; l < L; ++l) {
+                    const int8_t* tab = t.lane(b0 + l) + cb * kLut8TableBytes;
+                    const __m512i even = _mm512_loadu_si512(tab), odd = _mm512_loadu_si512(tab + 64);
+                    #pragma GCC unroll 16
+                    for (int p = 0; p <= Q; ++p) {
+                        acc[l][p] = _mm512_dpbusd_epi32(acc[l][p], ones, _mm512_permutexvar_epi8(lo[p], even));
+                        acc[l][p] = _mm512_dpbusd_epi32(acc[l][p], ones, _mm512_permutexvar_epi8(hi[p], odd));
+                    }
+                }
+            }
+            const float* sc = w.group_scales(rb, g);
+            #pragma GCC unroll 16
+            for (int l = 0; l < L; ++l) {
+                float* y_out = out + (b0 + l) * w.rows + r0;
+                __m512 y = g == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(keep, y_out);
+                const __m512 s = _mm512_set1_ps(t.lane_scales(b0 + l)[g]);
+                #pragma GCC unroll 16
+                for (int p = 0; p < Q; ++p) {
+                    __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_slli_epi32(acc[l][1 + p], 1), acc[l][0]));
+                    v = _mm512_mul_ps(v, s);
+                    v = _mm512_mul_ps(v, _mm512_loadu_ps(sc + p * kLut8Rows));
+                    y = _mm512_add_ps(y, v);
+                }
+                __m512 v = _mm512_cvtepi32_ps(acc[l][0]);
+                v = _mm512_mul_ps(v, s);
+                v = _mm512_mul_ps(v, _mm512_loadu_ps(sc + Q * kLut8Rows));
+                y = _mm512_add_ps(y, v);
+                _mm512_mask_storeu_ps(y_out, keep, y);
+            }
+        }
+    }
+}
+
+template <int Q>
+void rows_q(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t b1, int64_t rb0, int64_t rb1, float* out) {
+    constexpr int kWide = lut_int8_lanes(Q);
+    int64_t b = b0;
+    for (; b + kWide <= b1; b += kWide) rows_ql<Q, kWide>(w, t, b, rb0, rb1, out);
+    for (; b < b1; ++b) rows_ql<Q, 1>(w, t, b, rb0, rb1, out);
+}
+
+}  // namespace
+
+void lut_int8_rows_avx512(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t b1, int64_t rb0,
+                          int64_t rb1, float* out) {
+    switch (w.q) {
+        case 1: return rows_q<1>(w, t, b0, b1, rb0, rb1, out);
+        case 2: return rows_q<2>(w, t, b0, b1, rb0, rb1, out);
+        case 3: return rows_q<3>(w, t, b0, b1, rb0, rb1, out);
+        case 4: return rows_q<4>(w, t, b0, b1, rb0, rb1, out);
+        case 5: return rows_q<5>(w, t, b0, b1, rb0, rb1, out);
+        case 6: return rows_q<6>(w, t, b0, b1, rb0, rb1, out);
+        case 7: return rows_q<7>(w, t, b0, b1, rb0, rb1, out);
+        default: return rows_q<8>(w, t, b0, b1, rb0, rb1, out);
+    }
+}
+
+}  // namespace sc
