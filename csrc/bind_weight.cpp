@@ -37,9 +37,16 @@ struct LutInt8Holder {
 
 struct Int8TileValuesHolder {
     Int8TileValues values;
-    int64_t rows, cols, groups;
-    int q;
 };
+
+// A run-time cache object built natively with the GIL released: build(holder) fills it.
+template <class Holder, class Build>
+std::unique_ptr<Holder> built_without_gil(Holder&& start, Build&& build) {
+    auto holder = std::make_unique<Holder>(std::move(start));
+    py::gil_scoped_release release;
+    build(*holder);
+    return holder;
+}
 
 }  // namespace
 
@@ -199,12 +206,7 @@ void register_weight(py::module_& m) {
                               "A weight's decoded bits in the int8-table kernel's order, with its scales: about "
                               "(1 + q) bits per weight.")
         .def(py::init([](const NativeWeight& nw) {
-                 auto holder = std::make_unique<LutInt8Holder>();
-                 {
-                     py::gil_scoped_release release;
-                     build_lut_int8_weight(nw.weight, holder->weight);
-                 }
-                 return holder;
+                 return built_without_gil(LutInt8Holder{}, [&](LutInt8Holder& h) { build_lut_int8_weight(nw.weight, h.weight); });
              }),
              py::arg("weight"))
         .def_property_readonly("nbytes", [](const LutInt8Holder& h) { return h.weight.nbytes(); });
@@ -213,27 +215,20 @@ void register_weight(py::module_& m) {
                                      "A weight's int8 values for the int8-tile kernel: per row and scale group a table of "
                                      "2^q bytes, a scale and a sum.")
         .def(py::init([](const LutInt8Holder& lw) {
-                 const LutInt8Weight& w = lw.weight;
-                 auto holder = std::make_unique<Int8TileValuesHolder>();
-                 holder->rows = w.rows;
-                 holder->cols = w.cols;
-                 holder->groups = w.groups;
-                 holder->q = w.q;
-                 {
-                     py::gil_scoped_release release;
-                     build_int8_tile_values(w, holder->values);
-                 }
-                 return holder;
+                 return built_without_gil(Int8TileValuesHolder{},
+                                          [&](Int8TileValuesHolder& h) { build_int8_tile_values(lw.weight, h.values); });
              }),
              py::arg("lut_weight"))
         .def_property_readonly("nbytes", [](const Int8TileValuesHolder& h) { return h.values.nbytes(); });
+
+    m.def("lut_int8_lanes", &lut_int8_lanes, py::arg("q"),
+          "Batch lanes the AVX-512 int8-table kernel shares each block's indices between, at q bits.");
 
     m.def(
         "matmul_int8_tiles",
         [](py::object x_obj, const LutInt8Holder& lw, const Int8TileValuesHolder& values) {
             const LutInt8Weight& w = lw.weight;
-            if (values.rows != w.rows || values.cols != w.cols || values.groups != w.groups || values.q != w.q)
-                throw std::invalid_argument("the Int8TileValues were built for another weight");
+            if (!values.values.built_for(w)) throw std::invalid_argument("the Int8TileValues were built for another weight");
             auto x = require_array<float>(x_obj, "x", 2);
             require_len(x, 1, w.cols, "x");
             const int64_t batch = x.shape(0);
@@ -250,12 +245,7 @@ void register_weight(py::module_& m) {
     py::class_<DecodedBitsHolder>(m, "DecodedBits",
                                   "A weight's decoded sign planes and keep-mask for the lut kernel: (1 + q) bits per weight.")
         .def(py::init([](const NativeWeight& nw) {
-                 auto holder = std::make_unique<DecodedBitsHolder>();
-                 {
-                     py::gil_scoped_release release;
-                     decode_all_bits(nw.weight, holder->bits);
-                 }
-                 return holder;
+                 return built_without_gil(DecodedBitsHolder{}, [&](DecodedBitsHolder& h) { decode_all_bits(nw.weight, h.bits); });
              }),
              py::arg("weight"))
         .def_property_readonly("nbytes", [](const DecodedBitsHolder& h) { return h.bits.nbytes(); });
@@ -264,13 +254,8 @@ void register_weight(py::module_& m) {
                                  "A weight's sparse form for the sparse kernel: per kept weight its column and bit pattern.")
         .def(py::init([](const NativeWeight& nw) {
                  const MatmulWeight& w = nw.weight;
-                 auto holder = std::make_unique<SparsePlanHolder>(
-                     SparsePlanHolder{w.rows, w.cols, w.scales.group_size, w.q(), {}, {}, {}});
-                 {
-                     py::gil_scoped_release release;
-                     build_sparse_plan(w, holder->seg, holder->entries, holder->codes);
-                 }
-                 return holder;
+                 return built_without_gil(SparsePlanHolder{w.rows, w.cols, w.scales.group_size, w.q(), {}, {}, {}},
+                                          [&](SparsePlanHolder& h) { build_sparse_plan(w, h.seg, h.entries, h.codes); });
              }),
              py::arg("weight"))
         .def_property_readonly("kept", [](const SparsePlanHolder& h) { return h.seg.back(); })

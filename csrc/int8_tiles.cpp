@@ -7,6 +7,7 @@
 
 #include "bitops.h"
 #include "kernel_table.h"
+#include "matmul_kernels.h"
 #include "parallel.h"
 
 namespace sc {
@@ -33,7 +34,9 @@ void build_int8_tile_values(const LutInt8Weight& w, Int8TileValues& out) {
     if (!int8_tiles_supported(w)) throw std::invalid_argument("the int8-tile kernel supports at most 4 bits per weight");
     const int q = w.q;
     out.rows = w.rows;
+    out.cols = w.cols;
     out.groups = w.groups;
+    out.q = q;
     out.padded_rows = ceil_div(w.rows, kTileRows) * kTileRows;
     out.tables.assign(size_t(w.row_blocks * w.groups * 256), 0);
     out.scale.assign(size_t(w.groups * out.padded_rows), 0.0f);
@@ -44,17 +47,13 @@ void build_int8_tile_values(const LutInt8Weight& w, Int8TileValues& out) {
         for (int64_t g = 0; g < w.groups; ++g) {
             // the dequantised value of every pattern (dequant.h's formula)
             const float* sc = w.group_scales(r / kLut8Rows, g) + r % kLut8Rows;
-            float values[16];
+            float alpha[kTileMaxBits + 1], values[16];
+            for (int p = 0; p <= q; ++p) alpha[p] = sc[p * kLut8Rows];  // alpha_0 .. alpha_{q-1}, beta
+            pattern_values(alpha, w.offsets ? alpha + q : nullptr, q, values);
             float peak = 0.0f;
-            for (int k = 0; k < (1 << q); ++k) {
-                float acc = (k & 1) ? sc[0] : -sc[0];
-                for (int p = 1; p < q; ++p) acc = acc + (((k >> p) & 1) ? sc[p * kLut8Rows] : -sc[p * kLut8Rows]);
-                if (w.offsets) acc = acc + sc[q * kLut8Rows];
-                values[k] = acc;
-                peak = std::max(peak, std::fabs(acc));
-            }
+            for (int k = 0; k < (1 << q); ++k) peak = std::max(peak, std::fabs(values[k]));
             // a uniform grid: every value an integer multiple of alpha_0 that fits int8, stored exactly
-            const float unit = std::fabs(sc[0]);
+            const float unit = std::fabs(alpha[0]);
             bool grid = unit > 0.0f;
             for (int k = 0; grid && k < (1 << q); ++k) {
                 const float n = values[k] / unit, rounded = std::nearbyint(n);

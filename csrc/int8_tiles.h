@@ -28,7 +28,8 @@ constexpr int64_t kTileRows = 64;  // rows per decoded tile (four zmm of a VNNI 
 constexpr int kTileMaxBits = 4;    // patterns per table: at most 16
 
 struct Int8TileValues {
-    int64_t rows = 0, groups = 0, padded_rows = 0;  // padded_rows: rows rounded up to kTileRows
+    int64_t rows = 0, cols = 0, groups = 0, padded_rows = 0;  // padded_rows: rows rounded up to kTileRows
+    int q = 0;
     // [row block][group][row in block][16]: the int8 value of each bit pattern, so that the tables of
     // a block's 16 rows in one group are 256 contiguous bytes (four zmm)
     std::vector<int8_t> tables;
@@ -40,6 +41,9 @@ struct Int8TileValues {
     const int32_t* group_sum(int64_t g) const { return sum.data() + g * padded_rows; }
     int64_t nbytes() const {
         return int64_t(tables.size() + scale.size() * sizeof(float) + sum.size() * sizeof(int32_t));
+    }
+    bool built_for(const LutInt8Weight& w) const {
+        return rows == w.rows && cols == w.cols && groups == w.groups && q == w.q;
     }
 };
 

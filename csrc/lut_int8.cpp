@@ -6,6 +6,7 @@
 #include "bitops.h"
 #include "kernel_table.h"
 #include "matmul.h"
+#include "matmul_kernels.h"
 #include "parallel.h"
 
 namespace sc {
@@ -74,10 +75,7 @@ void build_int8_tables(const LutInt8Weight& w, const float* x, int64_t batch, In
             for (int64_t c = 0; c < column_groups; ++c) {
                 float v[4];
                 for (int i = 0; i < 4; ++i) v[i] = 4 * c + i < w.cols ? xb[4 * c + i] : 0.0f;
-                float* t = sums.data() + c * 16;
-                t[0] = 0.0f;
-                for (int i = 0; i < 4; ++i)
-                    for (int k = 0; k < (1 << i); ++k) t[k | (1 << i)] = t[k] + v[i];
+                subset_sums(v, 4, sums.data() + c * 16);
             }
             int8_t* lane = out.entries.data() + b * w.col_blocks * kLut8TableBytes;
             for (int64_t g = 0; g < w.groups; ++g) {

@@ -17,8 +17,6 @@ from typing import Any
 
 #: Where the fitted coefficients live.
 TABLE_PATH = Path(__file__).with_name("cost_model.json")
-#: Batch lanes the AVX-512 int8-table kernel shares a block's indices between (csrc/lut_int8.h).
-LUT_INT8_LANES = {1: 6, 2: 4, 3: 3, 4: 2}
 
 
 def features(strategy: str, *, rows: int, cols: int, kept: int, bits: int, batch: int) -> dict[str, float]:
@@ -49,7 +47,7 @@ def features(strategy: str, *, rows: int, cols: int, kept: int, bits: int, batch
             "inputs": inputs,
         }
     if strategy == "lut_int8":
-        passes = -(-batch // LUT_INT8_LANES.get(bits, 1))
+        passes = -(-batch // _lanes(bits))  # passes of the kernel over each block's indices
         return {
             "call": 1.0,
             "lookups_lanes": lookups * batch,
@@ -59,6 +57,14 @@ def features(strategy: str, *, rows: int, cols: int, kept: int, bits: int, batch
     if strategy == "int8_tiles":
         return {"call": 1.0, "decode": positions * (bits + 3), "macs": positions * batch, "inputs": batch * cols}
     raise ValueError(f"no cost model for strategy {strategy!r}")
+
+
+@functools.cache
+def _lanes(bits: int) -> int:
+    """Batch lanes the AVX-512 int8-table kernel runs per pass (csrc/lut_int8.h)."""
+    from . import _native
+
+    return int(_native.core().lut_int8_lanes(bits))
 
 
 @functools.cache
