@@ -34,6 +34,7 @@ import copy
 import datetime
 import json
 import platform
+import re
 import sys
 import time
 import warnings
@@ -67,11 +68,44 @@ UNPRUNED_EMBEDDINGS = ["S=0.5 q=4 g128", "S=0.7 q=3 g128"]
 #: configs also run on the Linear layers only, the embeddings left in float32 as the PyPI peers do
 #: (the like-for-like comparison on the Linear bits axis)
 LINEAR_ONLY = ["S=0 q=4 g128", "S=0 q=3 g128", "S=0.5 q=4 g128"]
-#: what the embeddings get: the layers' config, the same bits unpruned, or float32
-EMBEDDINGS = {"same": "", "unpruned": ", embeddings S=0 q={q}", "float32": ", Linear only (embeddings float32)"}
+#: configs also run with their sparsity met over the whole model (``sparsity_scope="model"``): each
+#: layer pruned as much as its measured sensitivity allows, the same bits and group size everywhere
+MODEL_SPARSITY = ["S=0.5 q=4 g128", "S=0.7 q=3 g128"]
+#: what the embeddings get: the layers' config, the same bits unpruned, or float32; or "model": the
+#: sparsity allocated over the model
+EMBEDDINGS = {
+    "same": "",
+    "unpruned": ", embeddings S=0 q={q}",
+    "float32": ", Linear only (embeddings float32)",
+    "model": ", sparsity over the model",
+}
+#: groups of rows ``--only`` re-runs alone, every other row kept from the stored results
+RERUN_GROUPS = {
+    "budget": lambda r: r["kind"] == "budget" and not r.get("linear_only"),
+    "linear-budget": lambda r: r["kind"] == "budget" and r.get("linear_only", False),
+    "model-sparsity": lambda r: r["kind"] == "ours" and RUN_GROUPS["model-sparsity"](*_single_run_of(r)),
+    "pruned-embeddings": lambda r: r["kind"] == "ours" and RUN_GROUPS["pruned-embeddings"](*_single_run_of(r)),
+}
+#: the single-config runs each re-run group holds, by (sparsity, embeddings)
+RUN_GROUPS = {
+    "model-sparsity": lambda s, embeddings: embeddings == "model",
+    "pruned-embeddings": lambda s, embeddings: embeddings == "same" and s > 0,
+}
+
+
+def _single_run_of(row: dict) -> tuple[float, str]:
+    """(sparsity, embeddings) of one of our single-config rows, read from its name."""
+    name = row["name"]
+    sparsity = float(re.search(r"S=([0-9.]+)", name).group(1))
+    for embeddings, suffix in EMBEDDINGS.items():
+        if suffix and suffix.split("{")[0] in name:
+            return sparsity, embeddings
+    return sparsity, "same"
 
 
 BUDGETS = [2.0, 2.5, 3.0, 3.25, 3.5, 4.0, 4.5, 5.0, 6.0, 7.0, 8.0]
+#: budgets over the Linear layers alone, the embeddings in float32 (the peers' axis)
+LINEAR_BUDGETS = [3.0, 3.5, 4.0]
 QUICK_SINGLE = [SINGLE[1], SINGLE[4]]
 QUICK_BUDGETS = [3.0]
 #: configs re-run with the reference manual as calibration text
@@ -81,7 +115,7 @@ SOURCE_CHECK = ["S=0 q=4 g128", "S=0.5 q=4 g128", "S=0.7 q=3 g128"]
 def layer_configs(sparsity: float, bits: int, group: int, embeddings: str = "same"):
     """One config for every layer, or the embeddings unpruned / left in float32."""
     config = single_config(sparsity, bits, group)
-    if embeddings == "same":
+    if embeddings in ("same", "model"):
         return config
     return {"_linear": config, "_embedding": single_config(0.0, bits, group) if embeddings == "unpruned" else None}
 
@@ -246,19 +280,34 @@ def library_peers(model, ev: Evaluation, batches) -> list[dict]:
 
 
 # --- ours ------------------------------------------------------------------------------------------
-def ours_single(model, ev: Evaluation, batches, configs, source: str) -> list[dict]:
-    rows = []
+def single_runs(configs, source: str, groups: set[str] | None = None) -> list[tuple]:
+    """(config, embeddings) pairs of our single-config rows; ``groups`` limits them to re-run groups."""
     runs = [(c, "same") for c in configs]
     if source == "prose":
         runs += [(c, "unpruned") for c in configs if c[0] in UNPRUNED_EMBEDDINGS]
         runs += [(c, "float32") for c in configs if c[0] in LINEAR_ONLY]
+        runs += [(c, "model") for c in configs if c[0] in MODEL_SPARSITY]
+    if groups is not None:
+        runs = [(c, e) for c, e in runs if any(g in RUN_GROUPS and RUN_GROUPS[g](c[1], e) for g in groups)]
+    return runs
+
+
+def ours_single(model, ev: Evaluation, batches, runs, source: str) -> list[dict]:
+    rows = []
     for (label, s, q, g), embeddings in runs:
         m = copy.deepcopy(model)
+        scope = "model" if embeddings == "model" else "layer"
         t0 = time.perf_counter()
-        report = sc.compress_(m, layer_configs(s, q, g, embeddings), calibration=batches)
+        report = sc.compress_(m, layer_configs(s, q, g, embeddings), calibration=batches, sparsity_scope=scope)
         seconds = time.perf_counter() - t0
         label += EMBEDDINGS[embeddings].format(q=q)
         row = {"name": f"ours {label}", "kind": "ours", "source": source, "seconds": seconds}
+        if embeddings == "float32":
+            row["linear_only"] = True
+        if scope == "model":
+            row["sparsity_scope"] = "model"
+            row["sparsity"] = report.budget.sparsity
+            row["choice"] = {c.name: round(c.sparsity, 4) for c in report.budget.choices}
         row.update(ev.quality(m))
         row.update(ev.bits(report_bpw(report)))
         print(
@@ -269,8 +318,14 @@ def ours_single(model, ev: Evaluation, batches, configs, source: str) -> list[di
     return rows
 
 
-def ours_budget(model, ev: Evaluation, batches, budgets) -> tuple[list[dict], float]:
-    layers = {n: (m, kind_of(m)) for n, m in model.named_modules() if kind_of(m) is not None}
+def ours_budget(model, ev: Evaluation, batches, budgets, linear_only: bool = False) -> tuple[list[dict], float]:
+    """Budget-mode rows: over every matrix, or over the Linear layers with the embeddings left in
+    float32 as the PyPI peers leave them (the budget then counts the Linear bits)."""
+    layers = {
+        n: (m, kind_of(m))
+        for n, m in model.named_modules()
+        if kind_of(m) is not None and (not linear_only or n in ev.linear)
+    }
     t0 = time.perf_counter()
     sens = measure_sensitivity(model, layers, batches, BUDGET_BASE)
     measure_seconds = time.perf_counter() - t0
@@ -282,7 +337,10 @@ def ours_budget(model, ev: Evaluation, batches, budgets) -> tuple[list[dict], fl
         t0 = time.perf_counter()
         report = sc.compress_(m, plan.configs, calibration=batches)
         seconds = time.perf_counter() - t0
-        row = {"name": f"ours budget {b:g}", "kind": "budget", "budget": b, "seconds": seconds}
+        name = f"ours budget {b:g}" + (EMBEDDINGS["float32"] if linear_only else "")
+        row = {"name": name, "kind": "budget", "budget": b, "seconds": seconds}
+        if linear_only:
+            row["linear_only"] = True
         row.update(ev.quality(m))
         row.update(ev.bits(report_bpw(report)))
         row["choice"] = {c.name: [c.sparsity, c.bits, c.group_size] for c in plan.choices}
@@ -316,17 +374,20 @@ def front_check(rows: list[dict], axis: str = "bpw_all") -> list[str]:
 
 
 def budget_check(rows: list[dict]) -> list[str]:
-    singles = [r for r in rows if r["kind"] == "ours" and r.get("source") == "prose"]
+    singles = [
+        r for r in rows if r["kind"] == "ours" and r.get("source") == "prose" and r.get("sparsity_scope") != "model"
+    ]
     lines = []
     for r in (r for r in rows if r["kind"] == "budget"):
-        best = max(
-            (s for s in singles if s["bpw_all"] <= r["budget"] + 1e-9), key=lambda s: s["cosine_mean"], default=None
-        )
+        # a Linear-only budget counts the Linear bits, against the Linear-only singles
+        axis = "bpw_linear" if r.get("linear_only") else "bpw_all"
+        alike = [s for s in singles if s.get("linear_only", False) == r.get("linear_only", False)]
+        best = max((s for s in alike if s[axis] <= r["budget"] + 1e-9), key=lambda s: s["cosine_mean"], default=None)
         verdict = "beats" if best is None or r["cosine_mean"] > best["cosine_mean"] else "does NOT beat"
         lines.append(
-            f"budget {r['budget']:g} ({r['bpw_all']:.3f} bpw, {r['cosine_mean']:.4f}) {verdict} "
+            f"{r['name'].removeprefix('ours ')} ({r[axis]:.3f} bpw, {r['cosine_mean']:.4f}) {verdict} "
             + (
-                f"{best['name']} ({best['bpw_all']:.3f} bpw, {best['cosine_mean']:.4f})"
+                f"{best['name']} ({best[axis]:.3f} bpw, {best['cosine_mean']:.4f})"
                 if best
                 else "any single config (none fits)"
             )
@@ -358,11 +419,12 @@ def plot(rows: list[dict], path) -> None:
             color="tab:blue",
             label="sparsecodec (front)",
         )
-        for kind, marker, color, label in (
+        for group, marker, color, label in (
             ("ours", "o", "tab:blue", "sparsecodec single config"),
+            ("model", "D", "tab:purple", "sparsecodec sparsity over the model"),
             ("budget", "*", "tab:cyan", "sparsecodec budget mode"),
         ):
-            pts = [r for r in ours if r["kind"] == kind]
+            pts = [r for r in ours if ("model" if r.get("sparsity_scope") == "model" else r["kind"]) == group]
             ax.scatter(
                 [r[axis] for r in pts],
                 [r["cosine_mean"] for r in pts],
@@ -396,9 +458,11 @@ def table(rows: list[dict], meta: dict) -> str:
         f"`python bench/real_model.py{' --quick' if meta['quick'] else ''}`, {meta['machine']}."
         + (" **Quick run: fewer sentences and configs.**" if meta["quick"] else ""),
         "",
-        f"Rows measured on {meta.get('date', 'an earlier date')}; budget-mode rows on "
-        f"{meta.get('budget_date', meta.get('date', 'the same date'))}"
-        + (" (re-run alone with `--budget-only`)." if meta.get("budget_date") != meta.get("date") else "."),
+        f"Rows measured on {meta.get('date', 'an earlier date')}"
+        + "".join(
+            f"; {group} rows re-run alone on {day} (`--only {group}`)" for group, day in meta.get("reruns", {}).items()
+        )
+        + ".",
         "",
         "| config | kind | bits/weight (all) | bits/weight (Linear) | mean cosine | 5th pct cosine "
         "| cosine, prose | cosine, manual | NN agreement | seconds | note |",
@@ -430,14 +494,38 @@ def table(rows: list[dict], meta: dict) -> str:
     return "\n".join(lines)
 
 
+def _in_place(previous: list[dict], stale: list[dict], fresh: list[dict]) -> list[dict]:
+    """The stored rows with the re-run ones in their places (by name and calibration source), the
+    other stale ones dropped (they are measured again further on) and new ones at the end."""
+    by_key = {(r["name"], r.get("source")): r for r in fresh}
+    out = []
+    for r in previous:
+        key = (r["name"], r.get("source"))
+        if r not in stale:
+            out.append(r)
+        elif key in by_key:
+            out.append(by_key.pop(key))
+    return out + list(by_key.values())
+
+
+def _stored_reruns(meta: dict) -> dict[str, str]:
+    """The re-run dates of a stored run (older runs kept one budget date)."""
+    reruns = dict(meta.get("reruns", {}))
+    if "budget_date" in meta and meta["budget_date"] != meta.get("date"):
+        reruns.setdefault("budget", meta["budget_date"])
+    return reruns
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: fewer sentences and configs")
     parser.add_argument("--no-libraries", action="store_true", help="skip the PyPI peers")
     parser.add_argument(
-        "--budget-only",
-        action="store_true",
-        help="re-run only our budget mode; every other row is kept from bench/results/real_model.json",
+        "--only",
+        action="append",
+        choices=sorted(RERUN_GROUPS),
+        help="re-run only this group of our rows (repeatable); every other row is kept from "
+        "bench/results/real_model.json",
     )
     args = parser.parse_args(argv)
     if not minilm.available():
@@ -455,13 +543,24 @@ def main(argv: list[str] | None = None) -> int:
     ev = Evaluation(model, tokenizer, eval_prose, eval_manual)
 
     today = datetime.date.today().isoformat()
-    if args.budget_only:
+    singles = QUICK_SINGLE if args.quick else SINGLE
+    groups = set(args.only or ())
+    if groups:
         previous = json.loads(results_path("real_model").read_text())
         if previous["meta"]["quick"] != args.quick:
-            print("--budget-only must match the quick setting of the stored run", file=sys.stderr)
+            print("--only must match the quick setting of the stored run", file=sys.stderr)
             return 1
-        rows = [r for r in previous["rows"] if r["kind"] != "budget"]
-        dates = {"date": previous["meta"].get("date", "earlier"), "budget_date": today}
+        stale = [r for r in previous["rows"] if any(RERUN_GROUPS[g](r) for g in groups)]
+        rows = [r for r in previous["rows"] if r not in stale]
+        reruns = {**_stored_reruns(previous["meta"]), **dict.fromkeys(sorted(groups), today)}
+        dates = {"date": previous["meta"].get("date", "earlier"), "reruns": reruns}
+        measure_seconds = previous["meta"]["measure_seconds"]
+        if groups & set(RUN_GROUPS):
+            print("ours, single configs:", flush=True)
+            fresh = ours_single(model, ev, prose_batches, single_runs(singles, "prose", groups), "prose")
+            manual_configs = [c for c in singles if c[0] in SOURCE_CHECK]
+            fresh += ours_single(model, ev, manual_batches, single_runs(manual_configs, "manual", groups), "manual")
+            rows = _in_place(previous["rows"], stale, fresh)
     else:
         print("peers written here:", flush=True)
         rows = written_peers(model, ev, prose_batches)
@@ -469,13 +568,17 @@ def main(argv: list[str] | None = None) -> int:
             print("PyPI libraries:", flush=True)
             rows += library_peers(model, ev, prose_batches)
         print("ours, single configs:", flush=True)
-        singles = QUICK_SINGLE if args.quick else SINGLE
-        rows += ours_single(model, ev, prose_batches, singles, "prose")
-        rows += ours_single(model, ev, manual_batches, [c for c in singles if c[0] in SOURCE_CHECK], "manual")
-        dates = {"date": today, "budget_date": today}
-    print("ours, budget mode:", flush=True)
-    budget_rows, measure_seconds = ours_budget(model, ev, prose_batches, QUICK_BUDGETS if args.quick else BUDGETS)
-    rows += budget_rows
+        rows += ours_single(model, ev, prose_batches, single_runs(singles, "prose"), "prose")
+        manual_configs = [c for c in singles if c[0] in SOURCE_CHECK]
+        rows += ours_single(model, ev, manual_batches, single_runs(manual_configs, "manual"), "manual")
+        dates = {"date": today}
+    if not groups or "budget" in groups:
+        print("ours, budget mode:", flush=True)
+        budget_rows, measure_seconds = ours_budget(model, ev, prose_batches, QUICK_BUDGETS if args.quick else BUDGETS)
+        rows += budget_rows
+    if not args.quick and (not groups or "linear-budget" in groups):
+        print("ours, budget mode over the Linear layers:", flush=True)
+        rows += ours_budget(model, ev, prose_batches, LINEAR_BUDGETS, linear_only=True)[0]
 
     meta = {
         "quick": args.quick,

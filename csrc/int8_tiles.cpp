@@ -113,28 +113,30 @@ void int8_tile_product_scalar(const LutInt8Weight& w, const Int8TileValues& v, i
         }
 }
 
+void quantize_int8_row_scalar(const float* x, int64_t cols, int64_t group_cols, uint8_t* xq, float* scale) {
+    for (int64_t c0 = 0, g = 0; c0 < cols; c0 += group_cols, ++g) {
+        const int64_t c1 = std::min(cols, c0 + group_cols);
+        float peak = 0.0f;
+        for (int64_t c = c0; c < c1; ++c) peak = std::max(peak, std::fabs(x[c]));
+        const float inv = peak > 0.0f ? 127.0f / peak : 0.0f;
+        scale[g] = peak / 127.0f;
+        for (int64_t c = c0; c < c1; ++c) {
+            const long q = std::lrint(x[c] * inv);
+            xq[c] = uint8_t(std::max(-127L, std::min(127L, q)) + 128);
+        }
+    }
+}
+
 void int8_tiles_matmul(const LutInt8Weight& w, const Int8TileValues& v, const float* x, int64_t batch, float* out) {
     const int64_t kpad = padded_cols(w), group_cols = w.group_blocks * kLut8Cols;
     // x per batch row and scale group to unsigned bytes around 128 (padding columns are 128: their
     // weights are 0)
     std::vector<uint8_t> xq(size_t(batch * kpad), 128);
     std::vector<float> x_scale(static_cast<size_t>(batch * w.groups));
-#pragma omp parallel for num_threads(batch * w.cols < (int64_t(1) << 16) ? 1 : max_threads()) schedule(static)
-    for (int64_t b = 0; b < batch; ++b) {
-        const float* xb = x + b * w.cols;
-        for (int64_t g = 0; g < w.groups; ++g) {
-            const int64_t c0 = g * group_cols, c1 = std::min(w.cols, c0 + group_cols);
-            float peak = 0.0f;
-            for (int64_t c = c0; c < c1; ++c) peak = std::max(peak, std::fabs(xb[c]));
-            const float inv = peak > 0.0f ? 127.0f / peak : 0.0f;
-            x_scale[size_t(b * w.groups + g)] = peak / 127.0f;
-            for (int64_t c = c0; c < c1; ++c) {
-                const long q = std::lrint(xb[c] * inv);
-                xq[size_t(b * kpad + c)] = uint8_t(std::max(-127L, std::min(127L, q)) + 128);
-            }
-        }
-    }
     const Kernels& k = kernels();
+#pragma omp parallel for num_threads(batch * w.cols < (int64_t(1) << 16) ? 1 : max_threads()) schedule(static)
+    for (int64_t b = 0; b < batch; ++b)
+        k.quantize_int8_row(x + b * w.cols, w.cols, group_cols, xq.data() + b * kpad, x_scale.data() + b * w.groups);
     const int64_t tiles = ceil_div(w.rows, kTileRows);
     ExceptionCollector errors;
 #pragma omp parallel num_threads(max_threads())

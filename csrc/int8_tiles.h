@@ -59,7 +59,12 @@ void decode_int8_tile_scalar(const LutInt8Weight& w, const Int8TileValues& v, in
 // x_scale (batch, groups).
 void int8_tile_product_scalar(const LutInt8Weight& w, const Int8TileValues& v, int64_t r0, const int8_t* tile,
                               const uint8_t* xq, const float* x_scale, int64_t batch, float* out);
+// One row of x (cols floats) to unsigned bytes around 128, per scale group of group_cols columns:
+// xq[c] = clamp(lrint(x[c] * 127 / peak), -127, 127) + 128 with peak = max |x| over the group (NaN
+// ignored), scale[g] = peak / 127. Bytes past cols are left as they are (the caller fills them with 128).
+void quantize_int8_row_scalar(const float* x, int64_t cols, int64_t group_cols, uint8_t* xq, float* scale);
 #ifdef SPARSECODEC_HAS_AVX512
+void quantize_int8_row_avx512(const float* x, int64_t cols, int64_t group_cols, uint8_t* xq, float* scale);
 void decode_int8_tile_avx512(const LutInt8Weight& w, const Int8TileValues& v, int64_t r0, int8_t* tile);
 void int8_tile_product_avx512(const LutInt8Weight& w, const Int8TileValues& v, int64_t r0, const int8_t* tile,
                               const uint8_t* xq, const float* x_scale, int64_t batch, float* out);

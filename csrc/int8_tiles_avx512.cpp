@@ -74,6 +74,32 @@ void product_nb(const LutInt8Weight& w, const Int8TileValues& v, int64_t r0, con
 
 }  // namespace
 
+void quantize_int8_row_avx512(const float* x, int64_t cols, int64_t group_cols, uint8_t* xq, float* scale) {
+    for (int64_t c0 = 0, g = 0; c0 < cols; c0 += group_cols, ++g) {
+        const int64_t c1 = std::min(cols, c0 + group_cols);
+        // max_ps returns its second operand when either is NaN: a NaN of x leaves the peak as it was,
+        // as std::max does in the scalar reference
+        __m512 peak = _mm512_setzero_ps();
+        for (int64_t c = c0; c < c1; c += 16) {
+            const __mmask16 m = c1 - c >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (c1 - c)) - 1u);
+            peak = _mm512_max_ps(_mm512_abs_ps(_mm512_maskz_loadu_ps(m, x + c)), peak);
+        }
+        const float top = _mm512_reduce_max_ps(peak);
+        const float inv = top > 0.0f ? 127.0f / top : 0.0f;
+        scale[g] = top / 127.0f;
+        const __m512 vinv = _mm512_set1_ps(inv);
+        const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127), bias = _mm512_set1_epi32(128);
+        for (int64_t c = c0; c < c1; c += 16) {
+            const __mmask16 m = c1 - c >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (c1 - c)) - 1u);
+            // cvtps rounds to nearest even under the default MXCSR, as lrint does; NaN becomes INT_MIN,
+            // clamped to -127 like lrint's LONG_MIN
+            __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, x + c), vinv));
+            q = _mm512_add_epi32(_mm512_min_epi32(_mm512_max_epi32(q, lo), hi), bias);
+            _mm512_mask_cvtepi32_storeu_epi8(xq + c, m, q);
+        }
+    }
+}
+
 void decode_int8_tile_avx512(const LutInt8Weight& w, const Int8TileValues& v, int64_t r0, int8_t* tile) {
     const int64_t rb0 = r0 / kLut8Rows;
     // byte i of a tile zmm is row i / 4 of its block: that row's table starts at ((i / 4) % 8) * 16

@@ -36,6 +36,7 @@ constexpr Kernels kScalar = [] {
     k.lut_int8_rows = &lut_int8_rows_scalar;
     k.decode_int8_tile = &decode_int8_tile_scalar;
     k.int8_tile_product = &int8_tile_product_scalar;
+    k.quantize_int8_row = &quantize_int8_row_scalar;
     k.spectral_product_block = &spectral_product_block_scalar;
     return k;
 }();
@@ -55,6 +56,7 @@ constexpr Kernels kAvx2 = [] {
     k.lut_int8_rows = &lut_int8_rows_scalar;
     k.decode_int8_tile = &decode_int8_tile_scalar;
     k.int8_tile_product = &int8_tile_product_scalar;
+    k.quantize_int8_row = &quantize_int8_row_scalar;
     k.spectral_product_block = &spectral_product_block_avx2;
     return k;
 }();
@@ -67,6 +69,7 @@ constexpr Kernels kAvx512 = [] {
     k.lut_int8_rows = &lut_int8_rows_avx512;
     k.decode_int8_tile = &decode_int8_tile_avx512;
     k.int8_tile_product = &int8_tile_product_avx512;
+    k.quantize_int8_row = &quantize_int8_row_avx512;
     return k;
 }();
 #endif

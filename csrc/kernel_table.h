@@ -69,6 +69,8 @@ struct Kernels {
     void (*decode_int8_tile)(const LutInt8Weight& w, const Int8TileValues& v, int64_t r0, int8_t* tile);
     void (*int8_tile_product)(const LutInt8Weight& w, const Int8TileValues& v, int64_t r0, const int8_t* tile,
                               const uint8_t* xq, const float* x_scale, int64_t batch, float* out);
+    // one row of x to int8 bytes per scale group (int8_tiles' activations)
+    void (*quantize_int8_row)(const float* x, int64_t cols, int64_t group_cols, uint8_t* xq, float* scale);
 
     // spectral_product.h: group g, bins [m0, m1) of the spectral product.
     void (*spectral_product_block)(const SpectralProductShape& shape, const SpectralView<const float>& a,

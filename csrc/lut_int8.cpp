@@ -55,6 +55,10 @@ void build_lut_int8_weight(const MatmulWeight& w, LutInt8Weight& out) {
         }
     });
     errors.rethrow();
+    int64_t kept = 0;
+    for (int64_t blk = 0; blk < out.row_blocks * out.col_blocks; ++blk)
+        for (int64_t i = 0; i < kLut8Rows; ++i) kept += popcount64(out.bits[size_t(blk * (1 + q) * kLut8Rows + i)]);
+    out.all_kept = kept == w.rows * w.cols;
 }
 
 void build_int8_tables(const LutInt8Weight& w, const float* x, int64_t batch, Int8Tables& out) {
@@ -63,6 +67,7 @@ void build_int8_tables(const LutInt8Weight& w, const float* x, int64_t batch, In
     out.groups = w.groups;
     out.entries.assign(size_t(batch * w.col_blocks * kLut8TableBytes), 0);
     out.scale.assign(size_t(batch * w.groups), 0.0f);
+    out.full.assign(size_t(batch * w.groups), 0);
     const int64_t column_groups = w.col_blocks * 8;
     ExceptionCollector errors;
 #pragma omp parallel num_threads(batch * w.cols < (int64_t(1) << 14) ? 1 : max_threads())
@@ -93,6 +98,7 @@ void build_int8_tables(const LutInt8Weight& w, const float* x, int64_t batch, In
                         const long e = std::lrint(sums[size_t(c * 16 + n)] * inv);
                         dst[n] = int8_t(std::max(-127L, std::min(127L, e)));
                     }
+                    out.full[size_t(b * w.groups + g)] += dst[15];
                 }
             }
         });

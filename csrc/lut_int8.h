@@ -39,6 +39,9 @@ struct LutInt8Weight {
     int64_t groups = 1;            // scale groups per row
     int64_t group_blocks = 1;      // column blocks per scale group
     bool offsets = false;
+    // every weight kept: S[m] is then the all-ones entry of each table, and the AVX-512 kernel skips
+    // the mask's lookups (the scalar one looks them up, to the same integers)
+    bool all_kept = false;
     std::vector<uint32_t> bits;    // [row_block][col_block][1 + q][16]: mask, then planes 0 .. q-1
     std::vector<float> scales;     // [row_block][group][q + 1][16]: alpha_0 .. alpha_{q-1}, beta (or 0)
 
@@ -56,8 +59,10 @@ struct Int8Tables {
     int64_t batch = 0, col_blocks = 0, groups = 0;
     std::vector<int8_t> entries;
     std::vector<float> scale;
+    std::vector<int32_t> full;  // [lane][group]: the sum of the all-ones entries (S of a full mask)
     const int8_t* lane(int64_t b) const { return entries.data() + b * col_blocks * kLut8TableBytes; }
     const float* lane_scales(int64_t b) const { return scale.data() + b * groups; }
+    int32_t full_sum(int64_t b, int64_t g) const { return full[size_t(b * groups + g)]; }
 };
 
 // Whether the weight's scale groups fit the kernel's 32-column blocks (whole rows or multiples of 32).

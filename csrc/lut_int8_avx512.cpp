@@ -5,7 +5,9 @@
 // index of VPERMB's 64-byte table holding column groups (0, 2, 4, 6) or (1, 3, 5, 7), and VPDPBUSD
 // against a vector of ones adds a word's four looked-up bytes (one row's four column groups) into
 // that row's int32 accumulator. Per block and plane: three index ops, then per batch lane two VPERMB
-// and two VPDPBUSD; lut_int8_lanes(q) lanes share each block's indices.
+// and two VPDPBUSD; lut_int8_lanes(q) lanes share each block's indices. When every weight is kept
+// (MASKED false), S[m] is the same for all rows, the lane's sum of all-ones entries, and the mask's
+// lookups are skipped: q planes instead of q + 1.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -20,7 +22,7 @@ constexpr int kIndexOr = 0xEA;  // ternary logic (a & b) | c
 
 // Lanes [b0, b0 + L) on row blocks [rb0, rb1): the indices of a block are built once and looked up
 // in every lane's tables; y lives in `out` between scale groups.
-template <int Q, int L>
+template <int Q, int L, bool MASKED>
 void rows_ql(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t rb0, int64_t rb1, float* out) {
     const __m512i low_nibble = _mm512_set1_epi8(0x0F);
     const __m512i slot = _mm512_set1_epi32(0x30201000);  // byte k of each word: k << 4
@@ -37,11 +39,13 @@ void rows_ql(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t rb
             const int64_t cb1 = std::min(w.col_blocks, (g + 1) * w.group_blocks);
             for (int64_t cb = g * w.group_blocks; cb < cb1; ++cb) {
                 const uint32_t* words = w.block(rb, cb);
-                const __m512i m = _mm512_loadu_si512(words);
+                const __m512i m = MASKED ? _mm512_loadu_si512(words) : _mm512_setzero_si512();
                 __m512i lo[Q + 1], hi[Q + 1];
+                constexpr int first = MASKED ? 0 : 1;
                 #pragma GCC unroll 16
-                for (int p = 0; p <= Q; ++p) {
-                    const __m512i v = p == 0 ? m : _mm512_and_si512(m, _mm512_loadu_si512(words + p * kLut8Rows));
+                for (int p = first; p <= Q; ++p) {
+                    const __m512i plane = _mm512_loadu_si512(words + p * kLut8Rows);
+                    const __m512i v = !MASKED ? plane : p == 0 ? m : _mm512_and_si512(m, plane);
                     lo[p] = _mm512_ternarylogic_epi32(v, low_nibble, slot, kIndexOr);
                     hi[p] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(v, 4), low_nibble, slot, kIndexOr);
                 }
@@ -50,7 +54,7 @@ void rows_ql(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t rb
                     const int8_t* tab = t.lane(b0 + l) + cb * kLut8TableBytes;
                     const __m512i even = _mm512_loadu_si512(tab), odd = _mm512_loadu_si512(tab + 64);
                     #pragma GCC unroll 16
-                    for (int p = 0; p <= Q; ++p) {
+                    for (int p = first; p <= Q; ++p) {
                         acc[l][p] = _mm512_dpbusd_epi32(acc[l][p], ones, _mm512_permutexvar_epi8(lo[p], even));
                         acc[l][p] = _mm512_dpbusd_epi32(acc[l][p], ones, _mm512_permutexvar_epi8(hi[p], odd));
                     }
@@ -62,14 +66,15 @@ void rows_ql(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t rb
                 float* y_out = out + (b0 + l) * w.rows + r0;
                 __m512 y = g == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(keep, y_out);
                 const __m512 s = _mm512_set1_ps(t.lane_scales(b0 + l)[g]);
+                const __m512i acc_m = MASKED ? acc[l][0] : _mm512_set1_epi32(t.full_sum(b0 + l, g));
                 #pragma GCC unroll 16
                 for (int p = 0; p < Q; ++p) {
-                    __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_slli_epi32(acc[l][1 + p], 1), acc[l][0]));
+                    __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_slli_epi32(acc[l][1 + p], 1), acc_m));
                     v = _mm512_mul_ps(v, s);
                     v = _mm512_mul_ps(v, _mm512_loadu_ps(sc + p * kLut8Rows));
                     y = _mm512_add_ps(y, v);
                 }
-                __m512 v = _mm512_cvtepi32_ps(acc[l][0]);
+                __m512 v = _mm512_cvtepi32_ps(acc_m);
                 v = _mm512_mul_ps(v, s);
                 v = _mm512_mul_ps(v, _mm512_loadu_ps(sc + Q * kLut8Rows));
                 y = _mm512_add_ps(y, v);
@@ -79,12 +84,18 @@ void rows_ql(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t rb
     }
 }
 
-template <int Q>
-void rows_q(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t b1, int64_t rb0, int64_t rb1, float* out) {
+template <int Q, bool MASKED>
+void rows_qm(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t b1, int64_t rb0, int64_t rb1, float* out) {
     constexpr int kWide = lut_int8_lanes(Q);
     int64_t b = b0;
-    for (; b + kWide <= b1; b += kWide) rows_ql<Q, kWide>(w, t, b, rb0, rb1, out);
-    for (; b < b1; ++b) rows_ql<Q, 1>(w, t, b, rb0, rb1, out);
+    for (; b + kWide <= b1; b += kWide) rows_ql<Q, kWide, MASKED>(w, t, b, rb0, rb1, out);
+    for (; b < b1; ++b) rows_ql<Q, 1, MASKED>(w, t, b, rb0, rb1, out);
+}
+
+template <int Q>
+void rows_q(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t b1, int64_t rb0, int64_t rb1, float* out) {
+    if (w.all_kept) return rows_qm<Q, false>(w, t, b0, b1, rb0, rb1, out);
+    rows_qm<Q, true>(w, t, b0, b1, rb0, rb1, out);
 }
 
 }  // namespace

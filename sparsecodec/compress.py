@@ -24,9 +24,11 @@ An executor then takes the layers of one *stage* (those reading one input: a blo
 value projections) in parallel; stages run one after another, since each one's statistics depend on
 the ones before, so a model that is one long chain of layers gains nothing from it. Embeddings take
 the data-free counterpart of a calibrated config (round to nearest, magnitude pruning): their inputs
-are indices. ``target_bpw`` is budget mode (:mod:`sparsecodec.calibration.budget`); its sensitivity
-measurement runs in this process. On any failure (a batch that does not fit the model, an error in a
-layer, an interrupt) the model is left as it was.
+are indices. ``target_bpw`` is budget mode (:mod:`sparsecodec.calibration.budget`), and
+``sparsity_scope="model"`` meets the config's sparsity over the whole model rather than in every
+layer, each layer pruned as much as it can bear; their sensitivity measurement runs in this process.
+On any failure (a batch that does not fit the model, an error in a layer, an interrupt) the model is
+left as it was.
 """
 
 from __future__ import annotations
@@ -43,12 +45,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .calibration.budget import BudgetPlan, plan_budget
-from .calibration.sequential import SequentialCalibration, as_batches, check_batches
+from .calibration.budget import BudgetPlan, plan_budget, plan_model_sparsity
+from .calibration.sequential import SequentialCalibration, as_batches, check_batches, token_counts
 from .config import SQConfig
 from .formats.xor_codec import EncodedWeight, decode, encode
+from .masks.pruning import frequency_weighted_mask
 from .nn.registry import LAYER_KINDS, LayerKind, compressed_types, kind_of
-from .options import calibrated_methods
+from .options import CALIBRATED_PRUNINGS, calibrated_methods
 from .quantizers import calibration_needed
 
 ConfigSpec = SQConfig | Mapping[str, SQConfig | None]
@@ -85,7 +88,7 @@ class CompressionReport:
     """What ``compress_`` did to each module that holds a weight."""
 
     layers: list[LayerReport]
-    #: What budget mode chose (``compress_(..., target_bpw=...)``), else None.
+    #: What budget mode (``target_bpw=...``) or a per-model sparsity (``sparsity_scope="model"``) chose, else None.
     budget: BudgetPlan | None = None
 
     @property
@@ -147,6 +150,8 @@ class _Plan:
     report: LayerReport
     encoded: list[EncodedWeight] = field(default_factory=list)
     note: str = ""
+    #: keep-masks chosen before encoding, one per matrix (an embedding pruned for its calibration text)
+    keep: list[np.ndarray] | None = None
 
 
 def compress_(
@@ -160,6 +165,7 @@ def compress_(
     progress: Callable[[LayerProgress], None] | None = None,
     target_bpw: float | None = None,
     candidates: Iterable[tuple[float, int, int | None]] | None = None,
+    sparsity_scope: str = "layer",
 ) -> CompressionReport:
     """Replace eligible layers of ``model`` by compressed ones, in place; see the module docstring.
 
@@ -182,6 +188,11 @@ def compress_(
             layers (:mod:`sparsecodec.calibration.budget`). ``config`` is then the base the candidates
             change (default: GPTQ with SparseGPT pruning, float16 steps); the report's ``budget``
             shows the choice.
+        sparsity_scope: ``"layer"`` (default) prunes ``config.sparsity`` of every layer;
+            ``"model"`` (needs ``calibration`` and one SQConfig with sparsity > 0) prunes that share
+            of all the converted layers' weights together, each layer at the sparsity near it that
+            its measured sensitivity favours (bits and group size as configured; the report's
+            ``budget`` shows the allocation).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"compress_ expects a torch.nn.Module, got {type(model).__name__}")
@@ -199,6 +210,19 @@ def compress_(
             raise ValueError("target_bpw (budget mode) needs calibration data: pass calibration=<batches>")
     elif candidates is not None:
         raise ValueError("candidates apply to budget mode only (pass target_bpw)")
+    if sparsity_scope not in ("layer", "model"):
+        raise ValueError(f"sparsity_scope must be 'layer' or 'model', got {sparsity_scope!r}")
+    if sparsity_scope == "model":
+        if target_bpw is not None:
+            raise ValueError(
+                "sparsity_scope='model' and target_bpw exclude each other: budget mode chooses sparsities itself"
+            )
+        if not isinstance(spec, SQConfig):
+            raise TypeError("with sparsity_scope='model', config is one SQConfig, not a mapping")
+        if spec.sparsity <= 0:
+            raise ValueError("sparsity_scope='model' needs a config with sparsity > 0")
+        if calibration is None:
+            raise ValueError("sparsity_scope='model' needs calibration data: pass calibration=<batches>")
     reports, plans = _plan(model, spec, filter_fn)
     batches = None
     if calibration is not None:  # one clear error for batches that do not fit, before any change
@@ -206,16 +230,16 @@ def compress_(
         with _eval_mode(model), torch.no_grad():
             check_batches(model, batches)
     budget = None
-    if target_bpw is not None:
+    if target_bpw is not None or sparsity_scope == "model":
         with _eval_mode(model):
             layers = {p.name: (p.module, p.kind) for p in plans}
-            budget = plan_budget(model, layers, batches, target_bpw, spec, candidates=candidates, blocks=blocks)
+            if target_bpw is not None:
+                budget = plan_budget(model, layers, batches, target_bpw, spec, candidates=candidates, blocks=blocks)
+            else:
+                budget = plan_model_sparsity(model, layers, batches, spec, blocks=blocks)
         for p in plans:
             p.config = budget.configs[p.name]
-    for p in plans:
-        if p.config.needs_calibration and not p.kind.calibrated:
-            p.config = p.config.data_free()
-            p.note = f"{p.kind.name} inputs are indices: fitted with method={p.config.method!r}, magnitude pruning"
+    _fit_index_layers(model, plans, batches)
     calibrated = [p for p in plans if p.config.needs_calibration]
     if calibrated and batches is None:
         what = calibrated[0].config
@@ -313,6 +337,27 @@ class _Progress:
             self.callback(LayerProgress(plan.name, self.done, self.total, time.perf_counter() - self.start))
 
 
+def _fit_index_layers(model: nn.Module, plans: list[_Plan], batches: list[Any] | None) -> None:
+    """Give layers whose inputs are indices (embeddings) the data-free counterpart of a calibrated
+    config. With calibration data, a calibrated pruning (Wanda, SparseGPT) becomes magnitude pruning
+    weighted by how often the text looks each row up, which is what both reduce to on one-hot inputs
+    (see :func:`sparsecodec.calibration.sequential.token_counts`); without, plain magnitude."""
+    index_plans = [p for p in plans if p.config.needs_calibration and not p.kind.calibrated]
+    weighted = [p for p in index_plans if p.config.pruning in CALIBRATED_PRUNINGS and p.config.sparsity > 0]
+    counts = {}
+    if weighted and batches is not None:
+        with _eval_mode(model), torch.no_grad():
+            counts = token_counts(model, batches, {p.name: p.module for p in weighted})
+    for p in index_plans:
+        p.config = p.config.data_free()
+        if p.name in counts:
+            p.keep = [frequency_weighted_mask(m, counts[p.name], p.config.sparsity) for m in p.kind.matrices(p.module)]
+            pruning = "magnitude weighted by the calibration text's use of each row"
+        else:
+            pruning = "magnitude pruning"
+        p.note = f"{p.kind.name} inputs are indices: fitted with method={p.config.method!r}, {pruning}"
+
+
 def _encode_plans(
     plans: list[_Plan],
     executor: Executor | None,
@@ -324,6 +369,8 @@ def _encode_plans(
     for p in plans:
         for k, matrix in enumerate(p.kind.matrices(p.module)):
             kwargs = p.config.encode_kwargs()
+            if p.keep is not None:
+                kwargs.update(mask=p.keep[k], sparsity=None)
             if hessians is not None and p.config.needs_calibration:
                 kwargs["hessian"] = hessians[p.name][k]
             tasks.append((p, matrix, kwargs))

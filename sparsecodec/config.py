@@ -98,7 +98,8 @@ class SQConfig:
         """This config with its calibrated choices replaced by their data-free counterparts: GPTQ by
         round to nearest on the same grid, Wanda / SparseGPT by magnitude pruning. (For layers whose
         inputs are one-hot, an embedding, this is exact: their Hessian is diagonal, where GPTQ is
-        round to nearest.)"""
+        round to nearest; ``compress_`` then weights the magnitudes by the calibration text's use of
+        each row, which is what Wanda and SparseGPT reduce to there.)"""
         method = "uniform" if self.method in calibrated_methods() else self.method
         return dataclasses.replace(self, method=method, pruning="magnitude")
 

@@ -48,10 +48,12 @@ def features(strategy: str, *, rows: int, cols: int, kept: int, bits: int, batch
         }
     if strategy == "lut_int8":
         passes = -(-batch // _lanes(bits))  # passes of the kernel over each block's indices
+        planes = bits + (1 if kept < positions else 0)  # the mask's lookups are skipped when all kept
+        int8_lookups = positions * planes
         return {
             "call": 1.0,
-            "lookups_lanes": lookups * batch,
-            "lookups_passes": lookups * passes,
+            "lookups_lanes": int8_lookups * batch,
+            "lookups_passes": int8_lookups * passes,
             "tables": batch * cols,
         }
     if strategy == "int8_tiles":

@@ -48,6 +48,8 @@ from . import _native, cost_model
 from .formats.xor_codec import EncodedWeight, native_weight
 from .options import AUTO_STRATEGIES, STRATEGIES
 
+#: batch sizes whose strategy choice each weight remembers
+MAX_REMEMBERED_CHOICES = 256
 TILE_FLOATS = 1 << 20  # decoded tile of the dense strategy (and SQConv2d's decoded convolution): 4 MiB
 
 
@@ -58,20 +60,26 @@ def matmul(x: Any, enc: EncodedWeight, *, strategy: str = "auto") -> np.ndarray:
     the int8-table kernel (see the module docstring for its error bound)."""
     if not isinstance(enc, EncodedWeight):
         raise TypeError(f"matmul expects an EncodedWeight, got {type(enc).__name__}")
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     arr = np.asarray(x)
     if arr.dtype.kind != "f":
         raise TypeError(f"x must be a floating-point array, got dtype {arr.dtype}")
     if arr.ndim not in (1, 2):
         raise ValueError(f"x must be 1-D (in,) or 2-D (batch, in), got shape {arr.shape}")
-    rows, cols = enc.shape
+    cols = enc.shape[1]
     if arr.shape[-1] != cols:
         raise ValueError(f"x has {arr.shape[-1]} features but the weight has {cols} input columns")
     x2 = np.ascontiguousarray(arr.reshape(-1, cols), dtype=np.float32)
+    out = matmul_rows(x2, enc, strategy)
+    return out[0] if arr.ndim == 1 else out
+
+
+def matmul_rows(x2: np.ndarray, enc: EncodedWeight, strategy: str) -> np.ndarray:
+    """:func:`matmul` for x already float32, C-contiguous and (batch, in) with in the weight's
+    columns: the layers' path, without re-checking what they have."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if x2.shape[0] == 0:  # nothing to multiply: no cache built either
-        out = np.zeros((0, rows), np.float32)
-        return out[0] if arr.ndim == 1 else out
+        return np.zeros((0, enc.shape[0]), np.float32)
     chosen = choose_strategy(enc, x2.shape[0], strategy) if strategy in AUTO_STRATEGIES else strategy
     if chosen in ("lut", "lut_stream") and not lut_supported(enc):
         raise ValueError(f"the {chosen!r} strategy needs scale groups of whole rows or multiples of 8 columns")
@@ -92,7 +100,7 @@ def matmul(x: Any, enc: EncodedWeight, *, strategy: str = "auto") -> np.ndarray:
     else:
         bits = decoded_bits(enc) if chosen == "lut" else None
         out = _native.core().matmul(x2, native_weight(enc), "lut", bits)
-    return out[0] if arr.ndim == 1 else out
+    return out
 
 
 def matmul_transposed(g: Any, enc: EncodedWeight) -> np.ndarray:
@@ -229,8 +237,18 @@ def clear_caches(enc: EncodedWeight) -> None:
 def choose_strategy(enc: EncodedWeight, batch: int, auto: str = "auto") -> str:
     """The strategy expected to be fastest for this weight and batch size by the fitted cost model
     (:mod:`sparsecodec.cost_model`): among the exact strategies for ``auto="auto"``, and the int8
-    ones as well for ``"auto_int8"``."""
-    return min(candidate_strategies(enc, auto), key=lambda s: predicted_ns(s, enc, batch))
+    ones as well for ``"auto_int8"``. Remembered per weight and batch size: a model calls its layers
+    with a few batch sizes over and over, and the model's prediction costs as much as a small
+    layer's product."""
+    memo = enc._strategy_choices
+    if memo is None:
+        memo = enc._strategy_choices = {}
+    chosen = memo.get((auto, batch))
+    if chosen is None:
+        chosen = min(candidate_strategies(enc, auto), key=lambda s: predicted_ns(s, enc, batch))
+        if len(memo) < MAX_REMEMBERED_CHOICES:
+            memo[(auto, batch)] = chosen
+    return chosen
 
 
 def candidate_strategies(enc: EncodedWeight, auto: str = "auto") -> list[str]:

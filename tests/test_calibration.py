@@ -15,7 +15,7 @@ from torch import nn
 import sparsecodec as sc
 from sparsecodec.calibration import SolverOptions, UniformGrid, solve
 from sparsecodec.calibration.hessian import HessianSum, input_rows, token_rows
-from sparsecodec.masks.pruning import magnitude_mask, wanda_mask, wanda_scores
+from sparsecodec.masks.pruning import frequency_weighted_mask, magnitude_mask, wanda_mask, wanda_scores
 
 from conftest import rtn_reference
 
@@ -137,6 +137,34 @@ def test_wanda_through_encode_uses_the_input_norms(rng):
     enc = sc.encode(w, sparsity=0.5, bits=4, method="uniform", pruning="wanda", hessian=h)
     np.testing.assert_array_equal(enc.mask.to_dense(), wanda_mask(w, np.linalg.norm(x, axis=0), 0.5))
     assert np.allclose(wanda_scores(w, np.ones(64)), np.abs(w))
+
+
+def test_frequency_weighted_mask_equals_a_brute_force_reference(rng):
+    w = rng.standard_normal((11, 5))
+    counts = rng.integers(1, 40, 11).astype(float)
+    for sparsity in (0.0, 0.4, 0.8):
+        keep = frequency_weighted_mask(w, counts, sparsity)
+        n = round(sparsity * w.size)
+        order = sorted(np.ndindex(w.shape), key=lambda ij: abs(w[ij]) * np.sqrt(counts[ij[0]]))
+        assert {tuple(ij) for ij in np.argwhere(~keep)} == set(order[:n])
+    with pytest.raises(ValueError, match="one entry per row"):
+        frequency_weighted_mask(w, counts[:3], 0.5)
+    with pytest.raises(ValueError, match="non-negative"):
+        frequency_weighted_mask(w, -counts, 0.5)
+
+
+def test_an_embedding_under_a_calibrated_pruning_keeps_the_rows_its_text_uses(tiny):
+    """One-hot inputs: SparseGPT / Wanda reduce to magnitude weighted by each row's uses."""
+    g = torch.Generator().manual_seed(1)
+    batches = [{"input_ids": torch.randint(0, 10, (4, 9), generator=g)} for _ in range(3)]  # rows 0-9 only
+    cfg = sc.SQConfig(sparsity=0.7, bits=4, group_size=8, method="gptq", pruning="sparsegpt")
+    w = tiny.embed.weight.detach().numpy().copy()
+    report = sc.compress_(tiny, {"embed": cfg, "_default": None}, calibration=batches)
+    assert "weighted by the calibration text" in report.converted[0].stats["note"]
+    counts = 1.0 + np.bincount(torch.cat([b["input_ids"].reshape(-1) for b in batches]).numpy(), minlength=50)
+    kept = tiny.embed.weight.detach().numpy() != 0
+    assert np.array_equal(kept, frequency_weighted_mask(w, counts, 0.7))
+    assert kept[:10].mean() > 0.6 > 0.25 > kept[10:].mean()
 
 
 def test_calibrated_lowrank_masks(layer):
@@ -432,6 +460,68 @@ def test_budget_mode_bad_input(tiny):
     with pytest.raises(ValueError, match="positive"):
         sc.compress_(tiny, calibration=token_batches(), target_bpw=-1.0)
     assert not any(isinstance(m, sc.nn.SQLinear) for m in tiny.modules())
+
+
+SPARSE4 = sc.SQConfig(sparsity=0.5, bits=4, group_size=8, method="gptq", pruning="sparsegpt")
+
+
+def test_model_sparsity_is_met_over_the_model_and_allocated_by_sensitivity(tiny):
+    batches = token_batches()
+    ref = [tiny(**b) for b in batches]
+    per_model, per_layer = copy.deepcopy(tiny), copy.deepcopy(tiny)
+    report = sc.compress_(per_model, SPARSE4, calibration=batches, sparsity_scope="model")
+    sc.compress_(per_layer, SPARSE4, calibration=batches)
+    plan = report.budget
+    assert plan is not None and plan.target_sparsity == 0.5 and plan.target_bpw is None
+    assert "sparsity 0.5 over the model" in str(report)
+    weights = {c.name: c.weights for c in plan.choices}
+    assert abs(plan.sparsity - 0.5) * sum(weights.values()) < 1.0  # exact up to one weight
+    # What the streams hold, not only what was planned: each layer's kept count is its own.
+    pruned = sum(r.stats["sparsity"] * r.stats["weights"] for r in report.converted)
+    assert abs(pruned / sum(r.stats["weights"] for r in report.converted) - 0.5) < 0.01
+    assert len({round(c.sparsity, 3) for c in plan.choices}) > 1
+    for r in report.converted:
+        assert r.stats["config"]["bits"] == 4 and r.stats["config"]["group_size"] == 8
+
+    def err(m):
+        with torch.no_grad():
+            return sum(float(((m(**b) - r) ** 2).sum()) for b, r in zip(batches, ref, strict=True))
+
+    assert err(per_model) < err(per_layer)
+
+
+def test_plan_sparsity_gives_the_excess_back_on_the_largest_layer():
+    from sparsecodec.calibration.budget import Sensitivity
+
+    cands = [(0.2, 4, 8), (0.5, 4, 8), (0.8, 4, 8)]
+    sizes = {"a": 1000, "b": 300, "c": 100}
+    # Least cost with at most 840 of 1400 kept: a at 0.5, b and c at 0.2 (580 pruned); a, the largest,
+    # then gives 20 weights back for exactly 560.
+    costs = {"a": [1.0, 2.0, 9.0], "b": [0.1, 0.2, 0.3], "c": [1.0, 5.0, 20.0]}
+    options = {n: [(4.0 * sizes[n], 0.0, c) for c in costs[n]] for n in sizes}
+    sens = Sensitivity(SPARSE4, cands, list(sizes), sizes, options)
+    plan = sens.plan_sparsity(0.4)
+    chosen = {c.name: c.sparsity for c in plan.choices}
+    assert chosen == pytest.approx({"a": 0.48, "b": 0.2, "c": 0.2})
+    assert sum(chosen[n] * sizes[n] for n in sizes) == pytest.approx(0.4 * 1400)
+    assert plan.configs["a"].sparsity == pytest.approx(chosen["a"])
+    with pytest.raises(ValueError, match="below 1"):
+        sens.plan_sparsity(1.0)
+
+
+def test_model_sparsity_bad_input(tiny):
+    before = copy.deepcopy(tiny.state_dict())
+    with pytest.raises(ValueError, match="needs calibration data"):
+        sc.compress_(tiny, SPARSE4, sparsity_scope="model")
+    with pytest.raises(ValueError, match="sparsity > 0"):
+        sc.compress_(tiny, GPTQ4, calibration=token_batches(), sparsity_scope="model")
+    with pytest.raises(ValueError, match="exclude each other"):
+        sc.compress_(tiny, SPARSE4, calibration=token_batches(), sparsity_scope="model", target_bpw=3.0)
+    with pytest.raises(TypeError, match="not a mapping"):
+        sc.compress_(tiny, {"_default": SPARSE4}, calibration=token_batches(), sparsity_scope="model")
+    with pytest.raises(ValueError, match="'layer' or 'model'"):
+        sc.compress_(tiny, SPARSE4, calibration=token_batches(), sparsity_scope="net")
+    assert all(torch.equal(before[k], v) for k, v in tiny.state_dict().items())
 
 
 def test_a_dask_cluster_of_processes_gives_the_same_streams(tiny):

@@ -135,6 +135,21 @@ def test_vector_input_transposed_product_and_decoded_rows(encoded):
     assert np.array_equal(decode_rows(enc, 5, 40), w[5:40])
 
 
+def test_the_remembered_choice_is_the_cost_models_per_batch_and_auto():
+    from sparsecodec.matmul import candidate_strategies, predicted_ns
+
+    enc = sc.encode(np.random.default_rng(4).standard_normal((256, 512)).astype(np.float32), sparsity=0.5, bits=2)
+    for _ in range(2):  # the second round reads the remembered choices
+        for auto in ("auto", "auto_int8"):
+            for batch in (1, 8, 64, 512):
+                best = min(candidate_strategies(enc, auto), key=lambda s: predicted_ns(s, enc, batch))
+                assert choose_strategy(enc, batch, auto) == best
+    enc.scales = enc.scales * 2  # new data: derived caches, the choices among them, are dropped
+    assert enc._strategy_choices is None
+    with pytest.raises(ValueError, match="auto must be one of"):
+        choose_strategy(enc, 1, "fast")
+
+
 def test_auto_picks_sparse_when_sparse_and_only_strategies_that_can_run():
     rng = np.random.default_rng(2)
     w = rng.standard_normal((512, 512)).astype(np.float32)

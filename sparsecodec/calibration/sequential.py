@@ -160,6 +160,33 @@ class _Discovery:
         return True
 
 
+def token_counts(
+    model: nn.Module, batches: Sequence[Any], embeddings: Mapping[str, nn.Module]
+) -> dict[str, np.ndarray]:
+    """Per embedding, how often each row is looked up in the calibration batches, plus one (rows
+    the calibration text never uses still count). An embedding is a linear layer on one-hot inputs:
+    its Hessian is diagonal, these counts, so Wanda's and SparseGPT's scores for it are both the
+    magnitude weighted by the row's count (:func:`sparsecodec.masks.pruning.frequency_weighted_mask`)
+    and GPTQ is round to nearest."""
+    counts = {n: np.ones(m.weight.shape[0]) for n, m in embeddings.items()}
+    handles = []
+    for n, m in embeddings.items():
+
+        def hook(module, args, n=n):
+            idx = args[0].reshape(-1).to(torch.int64).numpy()
+            counts[n] += np.bincount(idx, minlength=len(counts[n]))[: len(counts[n])]
+
+        handles.append(m.register_forward_pre_hook(hook))
+    try:
+        with torch.no_grad():
+            for b in batches:
+                run_model(model, b)
+    finally:
+        for h in handles:
+            h.remove()
+    return counts
+
+
 def _signature(x: torch.Tensor) -> tuple:
     # the same tensor object is what query, key and value receive; the sum guards against a freed
     # tensor's storage being reused by a different one of the same shape

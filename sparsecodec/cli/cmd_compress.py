@@ -111,6 +111,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="with --calibration: the module list whose blocks are calibrated one after another "
         "(default: found by sparsecodec.compress_), e.g. encoder.layer",
     )
+    parser.add_argument(
+        "--sparsity-scope",
+        choices=("layer", "model"),
+        default="layer",
+        help="with --calibration: prune --sparsity of every layer (layer, the default) or of all the layers' "
+        "weights together, each layer as much as its measured sensitivity allows (model)",
+    )
     settings = parser.add_argument_group("compression settings (default: sparsecodec.SQConfig())")
     settings.add_argument(
         "--config",
@@ -216,12 +223,22 @@ def run(args: argparse.Namespace) -> int:
 
     with layer_progress(console, "compressing layers") as progress:
         try:
-            report = compress_(model, config, keep, calibration=calibration, blocks=args.blocks, progress=progress)
+            report = compress_(
+                model,
+                config,
+                keep,
+                calibration=calibration,
+                blocks=args.blocks,
+                progress=progress,
+                sparsity_scope=args.sparsity_scope,
+            )
         except (TypeError, ValueError) as exc:
             raise CLIError(f"cannot compress {src}: {first_line(exc)}") from None
     if not report.converted:
         raise CLIError(f"no layer of {src} was compressed; " + _skip_text(report, loaded.notes, limit=3))
 
+    if report.budget is not None:
+        console.print(str(report.budget))
     out.parent.mkdir(parents=True, exist_ok=True)
     save(model, out)
     console.print(layer_table(summarize_model(model), f"Compressed {plural(len(report.converted), 'layer')}"))

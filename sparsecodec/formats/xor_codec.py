@@ -49,7 +49,7 @@ MAX_DEPTH = 4
 MAX_CHAIN = 1 << 20
 MAX_GROUP_BANDS = 1024
 # Derived from an EncodedWeight's data fields on first use, dropped when one of them is reassigned.
-_CACHES = ("_stats", "_sparse_plan", "_decoded_bits", "_lut_int8", "_int8_tiles", "_native")
+_CACHES = ("_stats", "_sparse_plan", "_decoded_bits", "_lut_int8", "_int8_tiles", "_native", "_strategy_choices")
 # n_out = factor * n_in / (1 - S) maximised measured efficiency on i.i.d. masks at S = 0.5 .. 0.95
 # (bench/README.md): larger slices overload more of them, which the cheap patches absorb.
 _N_OUT_FACTOR = {1: 1.10}
@@ -148,6 +148,8 @@ class EncodedWeight:
     _lut_int8: Any = field(default=None, init=False, repr=False, compare=False)  # see sparsecodec.matmul
     _int8_tiles: Any = field(default=None, init=False, repr=False, compare=False)  # see sparsecodec.matmul
     _native: Any = field(default=None, init=False, repr=False, compare=False)  # the kernels' checked view
+    # (auto strategy, batch) -> what sparsecodec.matmul.choose_strategy picked
+    _strategy_choices: Any = field(default=None, init=False, repr=False, compare=False)
 
     bits = property(lambda self: self.quant.bits, doc="BCQ bit-planes q.")
     quant_method = property(lambda self: self.quant.method)

@@ -37,15 +37,28 @@ def input_norms_from_hessian(hessian: np.ndarray) -> np.ndarray:
     return np.sqrt(np.maximum(np.diag(hessian), 0.0))
 
 
+def _matrix(weights: np.ndarray) -> np.ndarray:
+    w = np.asarray(weights)
+    if w.ndim != 2:
+        raise ValueError(f"weights must be a 2-D matrix, got shape {w.shape}")
+    return w
+
+
+def _statistic(values: np.ndarray, length: int, name: str, per: str) -> np.ndarray:
+    """A per-row or per-column calibration statistic, checked: ``length`` finite non-negative floats."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.shape != (length,):
+        raise ValueError(f"{name} must have one entry per {per} ({length}), got shape {v.shape}")
+    if not np.isfinite(v).all() or (v < 0).any():
+        raise ValueError(f"{name} must be finite and non-negative")
+    return v
+
+
 def wanda_scores(weights: np.ndarray, input_norms: np.ndarray) -> np.ndarray:
     """Wanda's importance (Sun et al. 2023): ``|W_ij| * ||X_j||_2``, the weight's magnitude times the
     L2 norm of its input column over the calibration tokens (``sqrt(diag(X^T X))``)."""
-    w = np.asarray(weights)
-    norms = np.asarray(input_norms, dtype=np.float64)
-    if w.ndim != 2 or norms.shape != (w.shape[1],):
-        raise ValueError(f"input_norms must have one entry per input column ({w.shape[1]}), got shape {norms.shape}")
-    if not np.isfinite(norms).all() or (norms < 0).any():
-        raise ValueError("input_norms must be finite and non-negative")
+    w = _matrix(weights)
+    norms = _statistic(input_norms, w.shape[1], "input_norms", "input column")
     return np.abs(w).astype(np.float64) * norms[None, :]
 
 
@@ -53,6 +66,16 @@ def wanda_mask(weights: np.ndarray, input_norms: np.ndarray, sparsity: float) ->
     """Keep-mask pruning, within each output row, the weights of lowest Wanda score; exactly
     ``round(sparsity * size)`` weights of the layer are pruned (rows differ by at most one)."""
     return row_balanced_mask(wanda_scores(weights, input_norms), sparsity)
+
+
+def frequency_weighted_mask(weights: np.ndarray, row_counts: np.ndarray, sparsity: float) -> np.ndarray:
+    """Keep-mask of an embedding table pruned for its calibration text: the ``round(sparsity * size)``
+    weights of least ``|w| * sqrt(count of the row)`` go, over the whole table. This is Wanda's score
+    (and the order of SparseGPT's ``w^2 / [H^-1]_jj``) for a layer whose inputs are one-hot: the
+    Hessian is diagonal, each row's number of uses, so rows the text uses often keep more weights."""
+    w = _matrix(weights)
+    counts = _statistic(row_counts, w.shape[0], "row_counts", "row")
+    return magnitude_mask(np.abs(w).astype(np.float64) * np.sqrt(counts)[:, None], sparsity)
 
 
 def row_balanced_mask(scores: np.ndarray, sparsity: float) -> np.ndarray:

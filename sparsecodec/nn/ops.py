@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..formats.xor_codec import EncodedWeight
-from ..matmul import matmul, matmul_transposed
+from ..matmul import matmul_rows, matmul_transposed
 
 _CACHE: OrderedDict[tuple[int, int, int], EncodedWeight] = OrderedDict()
 _CACHE_SIZE = 4096
@@ -56,9 +56,12 @@ def linear_forward(x: torch.Tensor, encoded: torch.Tensor, out_features: int, st
     """``x @ W^T`` for the stream ``encoded``: the body of the ``sq_linear`` op, which layers also call
     directly when neither autograd nor a compiler is watching (a dispatcher round trip saved)."""
     enc = encoded_weight(encoded)
-    lead = x.shape[:-1]
-    y = matmul(_numpy_rows(x).reshape(-1, x.shape[-1]), enc, strategy=strategy)
-    return torch.from_numpy(y).reshape(*lead, out_features).to(device=x.device, dtype=x.dtype)
+    cols = enc.shape[1]
+    if x.shape[-1] != cols:
+        raise ValueError(f"x has {x.shape[-1]} features but the weight has {cols} input columns")
+    y = matmul_rows(_numpy_rows(x).reshape(-1, cols), enc, strategy)
+    y = torch.from_numpy(y).reshape(*x.shape[:-1], out_features)
+    return y if x.dtype == torch.float32 and x.device.type == "cpu" else y.to(device=x.device, dtype=x.dtype)
 
 
 @torch.library.custom_op("sparsecodec::sq_linear", mutates_args=())
