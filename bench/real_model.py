@@ -458,7 +458,11 @@ def table(rows: list[dict], meta: dict) -> str:
         f"`python bench/real_model.py{' --quick' if meta['quick'] else ''}`, {meta['machine']}."
         + (" **Quick run: fewer sentences and configs.**" if meta["quick"] else ""),
         "",
-        f"Rows measured on {meta.get('date', 'an earlier date')}"
+        (
+            f"Rows measured on {meta['date']}"
+            if meta.get("date", "earlier") != "earlier"
+            else "Rows measured in an earlier session"
+        )
         + "".join(
             f"; {group} rows re-run alone on {day} (`--only {group}`)" for group, day in meta.get("reruns", {}).items()
         )
