@@ -48,6 +48,18 @@ std::unique_ptr<Holder> built_without_gil(Holder&& start, Build&& build) {
     return holder;
 }
 
+// A run-time matmul cache as a Python class: built from one `Source` argument with the GIL released
+// (build(source, holder) fills it), reporting its size as `nbytes`.
+template <class Holder, class Source, class Build, class Bytes>
+void bind_cache(py::module_& m, const char* name, const char* doc, const char* arg, Build build, Bytes nbytes) {
+    py::class_<Holder>(m, name, doc)
+        .def(py::init([build](const Source& source) {
+                 return built_without_gil(Holder{}, [&](Holder& h) { build(source, h); });
+             }),
+             py::arg(arg))
+        .def_property_readonly("nbytes", nbytes);
+}
+
 }  // namespace
 
 void register_weight(py::module_& m) {
@@ -202,24 +214,18 @@ void register_weight(py::module_& m) {
         "or the 'sparse' kernel (plan: SparsePlan) or the 'lut_int8' kernel (plan: LutInt8Weight); returns (batch, rows) "
         "float32.");
 
-    py::class_<LutInt8Holder>(m, "LutInt8Weight",
-                              "A weight's decoded bits in the int8-table kernel's order, with its scales: about "
-                              "(1 + q) bits per weight.")
-        .def(py::init([](const NativeWeight& nw) {
-                 return built_without_gil(LutInt8Holder{}, [&](LutInt8Holder& h) { build_lut_int8_weight(nw.weight, h.weight); });
-             }),
-             py::arg("weight"))
-        .def_property_readonly("nbytes", [](const LutInt8Holder& h) { return h.weight.nbytes(); });
-
-    py::class_<Int8TileValuesHolder>(m, "Int8TileValues",
-                                     "A weight's int8 values for the int8-tile kernel: per row and scale group a table of "
-                                     "2^q bytes, a scale and a sum.")
-        .def(py::init([](const LutInt8Holder& lw) {
-                 return built_without_gil(Int8TileValuesHolder{},
-                                          [&](Int8TileValuesHolder& h) { build_int8_tile_values(lw.weight, h.values); });
-             }),
-             py::arg("lut_weight"))
-        .def_property_readonly("nbytes", [](const Int8TileValuesHolder& h) { return h.values.nbytes(); });
+    bind_cache<LutInt8Holder, NativeWeight>(
+        m, "LutInt8Weight",
+        "A weight's decoded bits in the int8-table kernel's order, with its scales: about (1 + q) bits per weight.",
+        "weight", [](const NativeWeight& nw, LutInt8Holder& h) { build_lut_int8_weight(nw.weight, h.weight); },
+        [](const LutInt8Holder& h) { return h.weight.nbytes(); });
+    bind_cache<Int8TileValuesHolder, LutInt8Holder>(
+        m, "Int8TileValues",
+        "A weight's int8 values for the int8-tile kernel: per row and scale group a table of 2^q bytes, a scale and "
+        "a sum.",
+        "lut_weight",
+        [](const LutInt8Holder& lw, Int8TileValuesHolder& h) { build_int8_tile_values(lw.weight, h.values); },
+        [](const Int8TileValuesHolder& h) { return h.values.nbytes(); });
 
     m.def("lut_int8_lanes", &lut_int8_lanes, py::arg("q"),
           "Batch lanes the AVX-512 int8-table kernel shares each block's indices between, at q bits.");
@@ -242,13 +248,10 @@ void register_weight(py::module_& m) {
         py::arg("x"), py::arg("lut_weight"), py::arg("values"),
         "x @ W^T through int8 tiles (weights and x in int8 per row and scale group); returns (batch, rows) float32.");
 
-    py::class_<DecodedBitsHolder>(m, "DecodedBits",
-                                  "A weight's decoded sign planes and keep-mask for the lut kernel: (1 + q) bits per weight.")
-        .def(py::init([](const NativeWeight& nw) {
-                 return built_without_gil(DecodedBitsHolder{}, [&](DecodedBitsHolder& h) { decode_all_bits(nw.weight, h.bits); });
-             }),
-             py::arg("weight"))
-        .def_property_readonly("nbytes", [](const DecodedBitsHolder& h) { return h.bits.nbytes(); });
+    bind_cache<DecodedBitsHolder, NativeWeight>(
+        m, "DecodedBits", "A weight's decoded sign planes and keep-mask for the lut kernel: (1 + q) bits per weight.",
+        "weight", [](const NativeWeight& nw, DecodedBitsHolder& h) { decode_all_bits(nw.weight, h.bits); },
+        [](const DecodedBitsHolder& h) { return h.bits.nbytes(); });
 
     py::class_<SparsePlanHolder>(m, "SparsePlan",
                                  "A weight's sparse form for the sparse kernel: per kept weight its column and bit pattern.")

@@ -63,8 +63,7 @@ void build_int8_tile_values(const LutInt8Weight& w, Int8TileValues& out) {
             const float inv = step > 0.0f ? 1.0f / step : 0.0f;
             int8_t* table = out.tables.data() + ((r / 16 * w.groups + g) * 16 + r % 16) * 16;
             for (int k = 0; k < (1 << q); ++k) {
-                const long v = grid ? std::lrint(values[k] / unit) : std::lrint(values[k] * inv);
-                table[k] = int8_t(std::max(-127L, std::min(127L, v)));
+                table[k] = clamp_int8(grid ? std::lrint(values[k] / unit) : std::lrint(values[k] * inv));
             }
             out.scale[size_t(g * out.padded_rows + r)] = step;
         }
@@ -118,12 +117,9 @@ void quantize_int8_row_scalar(const float* x, int64_t cols, int64_t group_cols, 
         const int64_t c1 = std::min(cols, c0 + group_cols);
         float peak = 0.0f;
         for (int64_t c = c0; c < c1; ++c) peak = std::max(peak, std::fabs(x[c]));
-        const float inv = peak > 0.0f ? 127.0f / peak : 0.0f;
+        const float inv = int8_inverse(peak);
         scale[g] = peak / 127.0f;
-        for (int64_t c = c0; c < c1; ++c) {
-            const long q = std::lrint(x[c] * inv);
-            xq[c] = uint8_t(std::max(-127L, std::min(127L, q)) + 128);
-        }
+        for (int64_t c = c0; c < c1; ++c) xq[c] = uint8_t(clamp_int8(std::lrint(x[c] * inv)) + 128);
     }
 }
 

@@ -85,7 +85,7 @@ void quantize_int8_row_avx512(const float* x, int64_t cols, int64_t group_cols, 
             peak = _mm512_max_ps(_mm512_abs_ps(_mm512_maskz_loadu_ps(m, x + c)), peak);
         }
         const float top = _mm512_reduce_max_ps(peak);
-        const float inv = top > 0.0f ? 127.0f / top : 0.0f;
+        const float inv = int8_inverse(top);
         scale[g] = top / 127.0f;
         const __m512 vinv = _mm512_set1_ps(inv);
         const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127), bias = _mm512_set1_epi32(128);

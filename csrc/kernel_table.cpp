@@ -43,7 +43,7 @@ constexpr Kernels kScalar = [] {
 
 #ifdef SPARSECODEC_HAS_AVX2
 constexpr Kernels kAvx2 = [] {
-    Kernels k{};
+    Kernels k = kScalar;  // the int8 kernels have no AVX2 twin: their scalar references stay
     k.level = SimdLevel::avx2;
     k.decode_slices = &decode_slices_avx2;
     k.band_inputs = &band_inputs_bmi2;
@@ -53,10 +53,6 @@ constexpr Kernels kAvx2 = [] {
     k.lut_rows = &lut_rows_avx2;
     k.lut_blocks = &lut_register_blocks;
     k.sparse_rows = &sparse_rows_avx2;
-    k.lut_int8_rows = &lut_int8_rows_scalar;
-    k.decode_int8_tile = &decode_int8_tile_scalar;
-    k.int8_tile_product = &int8_tile_product_scalar;
-    k.quantize_int8_row = &quantize_int8_row_scalar;
     k.spectral_product_block = &spectral_product_block_avx2;
     return k;
 }();

@@ -89,14 +89,13 @@ void build_int8_tables(const LutInt8Weight& w, const float* x, int64_t batch, In
                 for (int64_t c = cg0; c < cg1; ++c)
                     for (int n = 0; n < 16; ++n) peak = std::max(peak, std::fabs(sums[size_t(c * 16 + n)]));
                 const float s = peak / 127.0f;
-                const float inv = peak > 0.0f ? 127.0f / peak : 0.0f;
+                const float inv = int8_inverse(peak);
                 out.scale[size_t(b * w.groups + g)] = s;
                 for (int64_t c = cg0; c < cg1; ++c) {
                     // column group c of block cb = c / 8 sits in half (c & 1), slot (c % 8) / 2
                     int8_t* dst = lane + (c / 8) * kLut8TableBytes + (c & 1) * 64 + ((c % 8) / 2) * 16;
                     for (int n = 0; n < 16; ++n) {
-                        const long e = std::lrint(sums[size_t(c * 16 + n)] * inv);
-                        dst[n] = int8_t(std::max(-127L, std::min(127L, e)));
+                        dst[n] = clamp_int8(std::lrint(sums[size_t(c * 16 + n)] * inv));
                     }
                     out.full[size_t(b * w.groups + g)] += dst[15];
                 }

@@ -21,6 +21,7 @@
 // lookups index. Rows and columns past the weight's end are padded with cleared mask bits.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -31,6 +32,11 @@ namespace sc {
 constexpr int64_t kLut8Rows = 16;     // rows per block (the 16 words of a zmm)
 constexpr int64_t kLut8Cols = 32;     // columns per block (the bits of a word)
 constexpr int64_t kLut8TableBytes = 128;  // a lane's tables for one column block
+
+// Symmetric int8 rounding, shared by the int8 kernels: values of peak magnitude `peak` get the step
+// peak / 127 and round as clamp_int8(lrint(v * int8_inverse(peak))).
+inline float int8_inverse(float peak) { return peak > 0.0f ? 127.0f / peak : 0.0f; }
+inline int8_t clamp_int8(long v) { return int8_t(std::max(-127L, std::min(127L, v))); }
 
 struct LutInt8Weight {
     int64_t rows = 0, cols = 0;
