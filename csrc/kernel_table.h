@@ -64,6 +64,8 @@ struct Kernels {
     // lut_int8.h: the int8-table kernel on batch lanes [b0, b1) and row blocks [rb0, rb1).
     void (*lut_int8_rows)(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t b1, int64_t rb0,
                           int64_t rb1, float* out);
+    // lut_int8.h: one batch lane's int8 tables.
+    void (*int8_tables_lane)(const LutInt8Weight& w, const float* x, int8_t* lane, float* scale, int32_t* full);
 
     // int8_tiles.h: a 64-row tile decoded to int8 in VPDPBUSD's order, and its product with the batch.
     void (*decode_int8_tile)(const LutInt8Weight& w, const Int8TileValues& v, int64_t r0, int8_t* tile);

@@ -61,47 +61,47 @@ void build_lut_int8_weight(const MatmulWeight& w, LutInt8Weight& out) {
     out.all_kept = kept == w.rows * w.cols;
 }
 
+void int8_tables_lane_scalar(const LutInt8Weight& w, const float* x, int8_t* lane, float* scale, int32_t* full) {
+    const int64_t column_groups = w.col_blocks * 8;
+    std::vector<float> sums(size_t(w.group_blocks * 8 * 16));
+    for (int64_t g = 0; g < w.groups; ++g) {
+        const int64_t cg0 = g * w.group_blocks * 8, cg1 = std::min(column_groups, cg0 + w.group_blocks * 8);
+        // float subset sums of the group's 4-column groups (columns past the end count as 0)
+        float peak = 0.0f;
+        for (int64_t c = cg0; c < cg1; ++c) {
+            float v[4];
+            for (int i = 0; i < 4; ++i) v[i] = 4 * c + i < w.cols ? x[4 * c + i] : 0.0f;
+            float* t = sums.data() + (c - cg0) * 16;
+            subset_sums(v, 4, t);
+            for (int n = 0; n < 16; ++n) peak = std::max(peak, std::fabs(t[n]));
+        }
+        const float inv = int8_inverse(peak);
+        scale[g] = peak / 127.0f;
+        full[g] = 0;
+        for (int64_t c = cg0; c < cg1; ++c) {
+            // column group c of block cb = c / 8 sits in half (c & 1), slot (c % 8) / 2
+            int8_t* dst = lane + (c / 8) * kLut8TableBytes + (c & 1) * 64 + ((c % 8) / 2) * 16;
+            const float* t = sums.data() + (c - cg0) * 16;
+            for (int n = 0; n < 16; ++n) dst[n] = clamp_int8(std::lrint(t[n] * inv));
+            full[g] += dst[15];
+        }
+    }
+}
+
 void build_int8_tables(const LutInt8Weight& w, const float* x, int64_t batch, Int8Tables& out) {
     out.batch = batch;
     out.col_blocks = w.col_blocks;
     out.groups = w.groups;
-    out.entries.assign(size_t(batch * w.col_blocks * kLut8TableBytes), 0);
-    out.scale.assign(size_t(batch * w.groups), 0.0f);
-    out.full.assign(size_t(batch * w.groups), 0);
-    const int64_t column_groups = w.col_blocks * 8;
+    out.entries.resize(size_t(batch * w.col_blocks * kLut8TableBytes));
+    out.scale.resize(size_t(batch * w.groups));
+    out.full.resize(size_t(batch * w.groups));
+    const auto lane_kernel = kernels().int8_tables_lane;
     ExceptionCollector errors;
-#pragma omp parallel num_threads(batch * w.cols < (int64_t(1) << 14) ? 1 : max_threads())
-    {
-        std::vector<float> sums(size_t(column_groups * 16));
-#pragma omp for schedule(static)
-        for (int64_t b = 0; b < batch; ++b) errors.run([&] {
-            const float* xb = x + b * w.cols;
-            // float subset sums of every 4-column group (columns past the end count as 0)
-            for (int64_t c = 0; c < column_groups; ++c) {
-                float v[4];
-                for (int i = 0; i < 4; ++i) v[i] = 4 * c + i < w.cols ? xb[4 * c + i] : 0.0f;
-                subset_sums(v, 4, sums.data() + c * 16);
-            }
-            int8_t* lane = out.entries.data() + b * w.col_blocks * kLut8TableBytes;
-            for (int64_t g = 0; g < w.groups; ++g) {
-                const int64_t cg0 = g * w.group_blocks * 8, cg1 = std::min(column_groups, cg0 + w.group_blocks * 8);
-                float peak = 0.0f;
-                for (int64_t c = cg0; c < cg1; ++c)
-                    for (int n = 0; n < 16; ++n) peak = std::max(peak, std::fabs(sums[size_t(c * 16 + n)]));
-                const float s = peak / 127.0f;
-                const float inv = int8_inverse(peak);
-                out.scale[size_t(b * w.groups + g)] = s;
-                for (int64_t c = cg0; c < cg1; ++c) {
-                    // column group c of block cb = c / 8 sits in half (c & 1), slot (c % 8) / 2
-                    int8_t* dst = lane + (c / 8) * kLut8TableBytes + (c & 1) * 64 + ((c % 8) / 2) * 16;
-                    for (int n = 0; n < 16; ++n) {
-                        dst[n] = clamp_int8(std::lrint(sums[size_t(c * 16 + n)] * inv));
-                    }
-                    out.full[size_t(b * w.groups + g)] += dst[15];
-                }
-            }
-        });
-    }
+#pragma omp parallel for num_threads(batch * w.cols < (int64_t(1) << 15) ? 1 : max_threads()) schedule(static)
+    for (int64_t b = 0; b < batch; ++b) errors.run([&] {
+        lane_kernel(w, x + b * w.cols, out.entries.data() + b * w.col_blocks * kLut8TableBytes,
+                    out.scale.data() + b * w.groups, out.full.data() + b * w.groups);
+    });
     errors.rethrow();
 }
 

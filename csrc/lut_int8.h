@@ -77,8 +77,11 @@ bool lut_int8_supported(const MatmulWeight& w);
 // The weight in the kernel's order, decoded from the compressed planes (in parallel).
 void build_lut_int8_weight(const MatmulWeight& w, LutInt8Weight& out);
 
-// x (batch, cols) row-major into its int8 tables (the same scalar code on every SIMD level).
+// x (batch, cols) row-major into its int8 tables, a lane at a time on the active SIMD level's kernel.
 void build_int8_tables(const LutInt8Weight& w, const float* x, int64_t batch, Int8Tables& out);
+// One lane's tables (col_blocks * 128 entries), scales and full-mask sums (groups each) from its row
+// of x. The subset sums add a group's columns in increasing order starting from 0, as subset_sums does.
+void int8_tables_lane_scalar(const LutInt8Weight& w, const float* x, int8_t* lane, float* scale, int32_t* full);
 
 // out[b * rows + r] for batch lanes [b0, b1) and the rows of row blocks [rb0, rb1).
 void lut_int8_rows_scalar(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t b1, int64_t rb0,
@@ -86,6 +89,7 @@ void lut_int8_rows_scalar(const LutInt8Weight& w, const Int8Tables& t, int64_t b
 #ifdef SPARSECODEC_HAS_AVX512
 void lut_int8_rows_avx512(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t b1, int64_t rb0,
                           int64_t rb1, float* out);
+void int8_tables_lane_avx512(const LutInt8Weight& w, const float* x, int8_t* lane, float* scale, int32_t* full);
 #endif
 // Batch lanes the AVX-512 kernel runs at once on each block's indices: lanes x (q + 1) accumulators
 // plus 2 (q + 1) indices and six constants and tables must fit the 32 zmm registers, or they spill.

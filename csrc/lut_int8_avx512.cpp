@@ -8,6 +8,9 @@
 // and two VPDPBUSD; lut_int8_lanes(q) lanes share each block's indices. When every weight is kept
 // (MASKED false), S[m] is the same for all rows, the lane's sum of all-ones entries, and the mask's
 // lookups are skipped: q planes instead of q + 1.
+//
+// Tables: one zmm is a column group's 16 subset sums, built by four masked adds of the group's
+// columns (lane n adds column i when bit i of n is set), which is subset_sums' order of additions.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -89,7 +92,16 @@ void rows_qm(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t b1
     constexpr int kWide = lut_int8_lanes(Q);
     int64_t b = b0;
     for (; b + kWide <= b1; b += kWide) rows_ql<Q, kWide, MASKED>(w, t, b, rb0, rb1, out);
-    for (; b < b1; ++b) rows_ql<Q, 1, MASKED>(w, t, b, rb0, rb1, out);
+    // the remaining lanes (fewer than kWide) in one pass, so that they share each block's indices too;
+    // the min only keeps the unreachable cases from instantiating passes wider than kWide
+    switch (b1 - b) {
+        case 5: return rows_ql<Q, std::min(5, kWide), MASKED>(w, t, b, rb0, rb1, out);
+        case 4: return rows_ql<Q, std::min(4, kWide), MASKED>(w, t, b, rb0, rb1, out);
+        case 3: return rows_ql<Q, std::min(3, kWide), MASKED>(w, t, b, rb0, rb1, out);
+        case 2: return rows_ql<Q, std::min(2, kWide), MASKED>(w, t, b, rb0, rb1, out);
+        case 1: return rows_ql<Q, 1, MASKED>(w, t, b, rb0, rb1, out);
+        default: return;
+    }
 }
 
 template <int Q>
@@ -98,7 +110,49 @@ void rows_q(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t b1,
     rows_qm<Q, true>(w, t, b0, b1, rb0, rb1, out);
 }
 
+// The subset sums of column group c (lane n = sum of the columns at the bits of n, past the end 0).
+inline __m512 subset_sums_avx512(const float* x, int64_t cols, int64_t c) {
+    float tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    const float* v = x + 4 * c;
+    if (4 * c + 4 > cols) {
+        for (int64_t i = 0; 4 * c + i < cols; ++i) tail[i] = v[i];
+        v = tail;
+    }
+    __m512 t = _mm512_setzero_ps();
+    t = _mm512_mask_add_ps(t, 0xAAAA, t, _mm512_set1_ps(v[0]));
+    t = _mm512_mask_add_ps(t, 0xCCCC, t, _mm512_set1_ps(v[1]));
+    t = _mm512_mask_add_ps(t, 0xF0F0, t, _mm512_set1_ps(v[2]));
+    t = _mm512_mask_add_ps(t, 0xFF00, t, _mm512_set1_ps(v[3]));
+    return t;
+}
+
 }  // namespace
+
+void int8_tables_lane_avx512(const LutInt8Weight& w, const float* x, int8_t* lane, float* scale, int32_t* full) {
+    const int64_t column_groups = w.col_blocks * 8;
+    const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+    for (int64_t g = 0; g < w.groups; ++g) {
+        const int64_t cg0 = g * w.group_blocks * 8, cg1 = std::min(column_groups, cg0 + w.group_blocks * 8);
+        // max_ps returns its second operand when either is NaN: a NaN sum leaves the peak as it was,
+        // as std::max does in the scalar reference
+        __m512 peak = _mm512_setzero_ps();
+        for (int64_t c = cg0; c < cg1; ++c) peak = _mm512_max_ps(_mm512_abs_ps(subset_sums_avx512(x, w.cols, c)), peak);
+        const float top = _mm512_reduce_max_ps(peak);
+        const __m512 inv = _mm512_set1_ps(int8_inverse(top));
+        scale[g] = top / 127.0f;
+        __m512i total = _mm512_setzero_si512();
+        for (int64_t c = cg0; c < cg1; ++c) {
+            // cvtps rounds to nearest even under the default MXCSR, as lrint does; NaN becomes INT_MIN,
+            // clamped to -127 like lrint's LONG_MIN
+            __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(subset_sums_avx512(x, w.cols, c), inv));
+            q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+            total = _mm512_add_epi32(total, q);
+            int8_t* dst = lane + (c / 8) * kLut8TableBytes + (c & 1) * 64 + ((c % 8) / 2) * 16;
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm512_cvtepi32_epi8(q));
+        }
+        full[g] = _mm512_mask_reduce_add_epi32(0x8000, total);  // lane 15: the all-ones entries
+    }
+}
 
 void lut_int8_rows_avx512(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t b1, int64_t rb0,
                           int64_t rb1, float* out) {

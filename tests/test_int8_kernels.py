@@ -189,18 +189,20 @@ def test_int8_tiles_equal_their_integer_model_on_every_simd_level(encoded, batch
         sc.set_simd_level(levels[-1])
 
 
-def test_int8_tiles_treat_non_finite_inputs_alike_on_every_simd_level(encoded):
-    """x quantisation ignores a NaN for the group's peak and maps it to -127; an infinity makes the
-    group's scale infinite. Vector and scalar code must agree on those too."""
+@pytest.mark.parametrize("strategy", ["int8_tiles", "lut_int8"])
+def test_int8_strategies_treat_non_finite_inputs_alike_on_every_simd_level(encoded, strategy):
+    """x quantisation (or its tables' rounding) ignores a NaN for the group's peak and maps it to
+    -127; an infinity makes the group's scale infinite. Vector and scalar code must agree on those
+    too, and on negative zeros."""
     levels = available_simd_levels()
     enc = encoded[1]  # 50 x 96, groups of 32
     x = np.random.default_rng(3).standard_normal((9, 96)).astype(np.float32)
-    x[0, 5], x[1, 40], x[2, 70], x[3, :32] = np.nan, np.inf, -np.inf, 0.0
+    x[0, 5], x[1, 40], x[2, 70], x[3, :32], x[4, 1:3] = np.nan, np.inf, -np.inf, 0.0, -0.0
     try:
         outs = []
         for level in levels:
             sc.set_simd_level(level)
-            outs.append(sc.matmul(x, enc, strategy="int8_tiles").view(np.uint32))
+            outs.append(sc.matmul(x, enc, strategy=strategy).view(np.uint32))
         assert all(np.array_equal(o, outs[0]) for o in outs)
         finite = np.isfinite(outs[0].view(np.float32))
         assert finite[4:].all() and finite[3].all()  # untouched rows, and a row with an all-zero group

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import warnings
 
@@ -130,6 +131,25 @@ def test_state_dict_round_trip_strict_and_weights_only(tmp_path):
     other.load_state_dict(loaded, strict=True)
     _close(other(x), layer(x))
     assert other.to("cpu").encoded.dtype == torch.uint8
+
+
+def test_layers_follow_in_place_writes_to_their_stream_and_run_under_inference_mode():
+    """The parsed stream is remembered per buffer tensor and its version counter: a write into the
+    buffer's bytes must be seen, and tensors made under inference mode (no version counter) work."""
+    torch.manual_seed(4)
+    layer = SQLinear.from_linear(torch.nn.Linear(40, 10, bias=False), sc.SQConfig(sparsity=0.5, bits=2))
+    x = torch.randn(3, 40)
+    before = layer(x)
+    doubled = copy.deepcopy(layer.encoded_weights()[0])  # not the cached object the layer parsed
+    doubled.scales = doubled.scales * 2
+    with torch.no_grad():
+        layer.encoded.copy_(torch.frombuffer(bytearray(doubled.to_bytes()), dtype=torch.uint8))
+    _close(layer(x), 2 * before)
+    with torch.inference_mode():
+        made_there = SQLinear.from_linear(torch.nn.Linear(40, 10), sc.SQConfig(sparsity=0.5, bits=2))
+        w = torch.from_numpy(sc.decode(made_there.encoded_weights()[0]))
+        _close(made_there(x), F.linear(x, w, made_there.bias))
+        _close(made_there(x), F.linear(x, w, made_there.bias))
 
 
 def test_damaged_stream_in_a_state_dict_is_refused():

@@ -7,11 +7,14 @@ weight held, XOR-coded, in ``encoded`` (the uint8 bytes of its stream). The op i
 (the gradient is ``grad @ W``, another op) and never in the weight.
 
 Parsed streams are cached by (address, length, CRC) of the bytes, so an op call costs a dictionary
-lookup, not a parse; new bytes in the same storage (``load_state_dict``) change the CRC.
+lookup, not a parse; new bytes in the same storage (``load_state_dict``) change the CRC. In front of
+that, a tensor seen before whose version counter and address have not changed since (no in-place
+write, no new storage) is answered from a table keyed by the tensor itself, without reading its bytes.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 
 import numpy as np
@@ -22,10 +25,33 @@ from ..matmul import matmul_rows, matmul_transposed
 
 _CACHE: OrderedDict[tuple[int, int, int], EncodedWeight] = OrderedDict()
 _CACHE_SIZE = 4096
+#: id(tensor) -> (weak reference to it, its version counter and address then, the parsed stream)
+_BY_TENSOR: dict[int, tuple[weakref.ref, int, int, EncodedWeight]] = {}
 
 
 def encoded_weight(encoded: torch.Tensor) -> EncodedWeight:
     """The EncodedWeight whose stream bytes are ``encoded`` (a CPU uint8 tensor), parsed once."""
+    key = id(encoded)
+    seen = _BY_TENSOR.get(key)
+    if seen is not None and seen[0]() is encoded and seen[1] == _version(encoded) and seen[2] == encoded.data_ptr():
+        return seen[3]
+    enc = _parsed(encoded)
+    version = _version(encoded)
+    if version >= 0:
+        ref = weakref.ref(encoded, lambda _, key=key: _BY_TENSOR.pop(key, None))
+        _BY_TENSOR[key] = (ref, version, encoded.data_ptr(), enc)
+    return enc
+
+
+def _version(t: torch.Tensor) -> int:
+    """The tensor's version counter, or -1 for a tensor made under inference mode (which has none)."""
+    try:
+        return t._version
+    except RuntimeError:
+        return -1
+
+
+def _parsed(encoded: torch.Tensor) -> EncodedWeight:
     if encoded.dtype != torch.uint8 or encoded.dim() != 1:
         raise TypeError("the encoded weight must be a 1-D uint8 tensor of stream bytes")
     data = encoded.detach()
