@@ -4,8 +4,8 @@
 // 32-bit words of a plane), the 4 bits of each row at those columns, giving one mask bit per tile
 // byte; masked byte adds build each byte's bit pattern, and two VPERMI2B look the pattern up in the
 // 16 rows' tables of the scale group (rows 0-7 and 8-15), zeroed where the weight is pruned.
-// Product: per half tile and step of 4 columns, two zmm of weights (32 rows) against the 4 bytes of up
-// to 8 batch rows broadcast, 16 VPDPBUSD accumulators.
+// Product: per step of 4 columns, the tile's four zmm of weights (64 rows) against the 4 bytes of up
+// to 4 batch rows broadcast, 16 VPDPBUSD accumulators.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -23,43 +23,50 @@ inline __m512i column_selector(int t) {
     return _mm512_set1_epi64(int64_t(lane));
 }
 
-// Rows [r0 + 32 half, r0 + 32 half + 32) of the tile (two zmm per step) for batch lanes [b0, b0 + NB).
-// 8 lanes x 2 vectors: on Zen 4, VPDPBUSD runs at twice the rate with 12-16 accumulators as with 24.
+// The tile's 64 rows (four zmm per step) for batch lanes [b0, b0 + NB), NB <= 4: 16 accumulators,
+// and each broadcast of a lane's four x bytes feeds four VPDPBUSD. On Zen 4 a broadcast load takes a
+// vector pipe as VPDPBUSD does, so sharing one over 4 rows-vectors rather than 2 leaves more of the
+// pipes' cycles to the products.
 template <int NB>
 void product_nb(const LutInt8Weight& w, const Int8TileValues& v, int64_t r0, const int8_t* tile, const uint8_t* xq,
-                const float* x_scale, int64_t b0, float* out, int64_t kpad, int half) {
+                const float* x_scale, int64_t b0, float* out, int64_t kpad) {
+    constexpr int kVectors = int(kTileRows / 16);
     const uint8_t* xb[NB];
-#pragma GCC unroll 8
+#pragma GCC unroll 4
     for (int b = 0; b < NB; ++b) xb[b] = xq + (b0 + b) * kpad;
     const int64_t group_steps = w.group_blocks * (kLut8Cols / 4);
     for (int64_t g = 0; g < w.groups; ++g) {
-        __m512i acc[NB][2];
-#pragma GCC unroll 8
-        for (int b = 0; b < NB; ++b) acc[b][0] = acc[b][1] = _mm512_setzero_si512();
+        __m512i acc[NB][kVectors];
+#pragma GCC unroll 4
+        for (int b = 0; b < NB; ++b)
+#pragma GCC unroll 4
+            for (int j = 0; j < kVectors; ++j) acc[b][j] = _mm512_setzero_si512();
         const int64_t s1 = std::min(kpad / 4, (g + 1) * group_steps);
         for (int64_t s = g * group_steps; s < s1; ++s) {
-            const int8_t* step = tile + s * (kTileRows * 4) + half * 128;
-            const __m512i w0 = _mm512_load_si512(step), w1 = _mm512_load_si512(step + 64);
-#pragma GCC unroll 8
+            const int8_t* step = tile + s * (kTileRows * 4);
+            __m512i wv[kVectors];
+#pragma GCC unroll 4
+            for (int j = 0; j < kVectors; ++j) wv[j] = _mm512_load_si512(step + 64 * j);
+#pragma GCC unroll 4
             for (int b = 0; b < NB; ++b) {
                 int32_t four;
                 __builtin_memcpy(&four, xb[b] + 4 * s, 4);
                 const __m512i xv = _mm512_set1_epi32(four);
-                acc[b][0] = _mm512_dpbusd_epi32(acc[b][0], xv, w0);
-                acc[b][1] = _mm512_dpbusd_epi32(acc[b][1], xv, w1);
+#pragma GCC unroll 4
+                for (int j = 0; j < kVectors; ++j) acc[b][j] = _mm512_dpbusd_epi32(acc[b][j], xv, wv[j]);
             }
         }
         // Every index below is a compile-time constant once unrolled, so the accumulators stay in
         // registers (a data-dependent exit would make the compiler keep them in memory); y waits in
-        // `out` between groups.
-#pragma GCC unroll 2
-        for (int j = 0; j < 2; ++j) {
-            const int64_t r = r0 + 32 * half + 16 * j;
+        // `out` between groups, and rows past the weight's end (zero in the tile) are not stored.
+#pragma GCC unroll 4
+        for (int j = 0; j < kVectors; ++j) {
+            const int64_t r = r0 + 16 * j;
             const int64_t n = std::max<int64_t>(0, std::min<int64_t>(16, w.rows - r));
             const __mmask16 keep = __mmask16((1u << n) - 1u);
             const __m512i sum128 = _mm512_slli_epi32(_mm512_loadu_si512(v.group_sum(g) + r), 7);
             const __m512 sw = _mm512_loadu_ps(v.group_scale(g) + r);
-#pragma GCC unroll 8
+#pragma GCC unroll 4
             for (int b = 0; b < NB; ++b) {
                 float* y_out = out + (b0 + b) * w.rows + r;
                 __m512 t = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[b][j], sum128));
@@ -145,19 +152,13 @@ void decode_int8_tile_avx512(const LutInt8Weight& w, const Int8TileValues& v, in
 void int8_tile_product_avx512(const LutInt8Weight& w, const Int8TileValues& v, int64_t r0, const int8_t* tile,
                               const uint8_t* xq, const float* x_scale, int64_t batch, float* out) {
     const int64_t kpad = w.col_blocks * kLut8Cols;
-    for (int half = 0; half < 2 && r0 + 32 * half < w.rows; ++half) {
-        int64_t b = 0;
-        for (; b + 8 <= batch; b += 8) product_nb<8>(w, v, r0, tile, xq, x_scale, b, out, kpad, half);
-        switch (batch - b) {
-            case 7: product_nb<7>(w, v, r0, tile, xq, x_scale, b, out, kpad, half); break;
-            case 6: product_nb<6>(w, v, r0, tile, xq, x_scale, b, out, kpad, half); break;
-            case 5: product_nb<5>(w, v, r0, tile, xq, x_scale, b, out, kpad, half); break;
-            case 4: product_nb<4>(w, v, r0, tile, xq, x_scale, b, out, kpad, half); break;
-            case 3: product_nb<3>(w, v, r0, tile, xq, x_scale, b, out, kpad, half); break;
-            case 2: product_nb<2>(w, v, r0, tile, xq, x_scale, b, out, kpad, half); break;
-            case 1: product_nb<1>(w, v, r0, tile, xq, x_scale, b, out, kpad, half); break;
-            default: break;
-        }
+    int64_t b = 0;
+    for (; b + 4 <= batch; b += 4) product_nb<4>(w, v, r0, tile, xq, x_scale, b, out, kpad);
+    switch (batch - b) {
+        case 3: product_nb<3>(w, v, r0, tile, xq, x_scale, b, out, kpad); break;
+        case 2: product_nb<2>(w, v, r0, tile, xq, x_scale, b, out, kpad); break;
+        case 1: product_nb<1>(w, v, r0, tile, xq, x_scale, b, out, kpad); break;
+        default: break;
     }
 }
 

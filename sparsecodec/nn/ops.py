@@ -73,7 +73,7 @@ def _parsed(encoded: torch.Tensor) -> EncodedWeight:
 
 
 def _numpy_rows(x: torch.Tensor) -> np.ndarray:
-    if x.dtype == torch.float32 and x.device.type == "cpu" and x.is_contiguous() and not x.requires_grad:
+    if x.dtype == torch.float32 and x.is_cpu and x.is_contiguous() and not x.requires_grad:
         return x.numpy()  # the common case, without four tensor calls
     return x.detach().to("cpu", torch.float32).contiguous().numpy()
 
@@ -86,8 +86,10 @@ def linear_forward(x: torch.Tensor, encoded: torch.Tensor, out_features: int, st
     if x.shape[-1] != cols:
         raise ValueError(f"x has {x.shape[-1]} features but the weight has {cols} input columns")
     y = matmul_rows(_numpy_rows(x).reshape(-1, cols), enc, strategy)
-    y = torch.from_numpy(y).reshape(*x.shape[:-1], out_features)
-    return y if x.dtype == torch.float32 and x.device.type == "cpu" else y.to(device=x.device, dtype=x.dtype)
+    if x.dim() != 2:  # numpy's reshape costs a tenth of torch's, which a small layer would notice
+        y = y.reshape(*x.shape[:-1], out_features)
+    y = torch.from_numpy(y)
+    return y if x.dtype == torch.float32 and x.is_cpu else y.to(device=x.device, dtype=x.dtype)
 
 
 @torch.library.custom_op("sparsecodec::sq_linear", mutates_args=())
