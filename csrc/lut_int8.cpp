@@ -88,14 +88,14 @@ void int8_tables_lane_scalar(const LutInt8Weight& w, const float* x, int8_t* lan
     }
 }
 
-void build_int8_tables(const LutInt8Weight& w, const float* x, int64_t batch, Int8Tables& out) {
+void build_int8_tables(const Kernels& k, const LutInt8Weight& w, const float* x, int64_t batch, Int8Tables& out) {
     out.batch = batch;
     out.col_blocks = w.col_blocks;
     out.groups = w.groups;
     out.entries.resize(size_t(batch * w.col_blocks * kLut8TableBytes));
     out.scale.resize(size_t(batch * w.groups));
     out.full.resize(size_t(batch * w.groups));
-    const auto lane_kernel = kernels().int8_tables_lane;
+    const auto lane_kernel = k.int8_tables_lane;
     ExceptionCollector errors;
 #pragma omp parallel for num_threads(batch * w.cols < (int64_t(1) << 15) ? 1 : max_threads()) schedule(static)
     for (int64_t b = 0; b < batch; ++b) errors.run([&] {
@@ -157,8 +157,9 @@ void lut_int8_rows_scalar(const LutInt8Weight& w, const Int8Tables& t, int64_t b
 
 void lut_int8_matmul(const LutInt8Weight& w, const float* x, int64_t batch, float* out) {
     Int8Tables tables;
-    build_int8_tables(w, x, batch, tables);
-    const auto rows_kernel = kernels().lut_int8_rows;
+    const Kernels& k = kernels();
+    build_int8_tables(k, w, x, batch, tables);
+    const auto rows_kernel = k.lut_int8_rows;
     // Tasks: a run of row blocks for every lane, so that the run's bits (re-read per pass over a few
     // lanes) stay in cache.
     const int64_t per_task = std::max<int64_t>(1, std::min<int64_t>(16, w.row_blocks / (4 * max_threads())));

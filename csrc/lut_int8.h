@@ -77,8 +77,11 @@ bool lut_int8_supported(const MatmulWeight& w);
 // The weight in the kernel's order, decoded from the compressed planes (in parallel).
 void build_lut_int8_weight(const MatmulWeight& w, LutInt8Weight& out);
 
-// x (batch, cols) row-major into its int8 tables, a lane at a time on the active SIMD level's kernel.
-void build_int8_tables(const LutInt8Weight& w, const float* x, int64_t batch, Int8Tables& out);
+struct Kernels;
+
+// x (batch, cols) row-major into its int8 tables, a lane at a time on the kernel table k's lane kernel
+// (the caller's, so that one call's kernels all come from one SIMD level).
+void build_int8_tables(const Kernels& k, const LutInt8Weight& w, const float* x, int64_t batch, Int8Tables& out);
 // One lane's tables (col_blocks * 128 entries), scales and full-mask sums (groups each) from its row
 // of x. The subset sums add a group's columns in increasing order starting from 0, as subset_sums does.
 void int8_tables_lane_scalar(const LutInt8Weight& w, const float* x, int8_t* lane, float* scale, int32_t* full);

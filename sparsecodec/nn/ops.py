@@ -31,15 +31,14 @@ _BY_TENSOR: dict[int, tuple[weakref.ref, int, int, EncodedWeight]] = {}
 
 def encoded_weight(encoded: torch.Tensor) -> EncodedWeight:
     """The EncodedWeight whose stream bytes are ``encoded`` (a CPU uint8 tensor), parsed once."""
-    key = id(encoded)
+    key, version, address = id(encoded), _version(encoded), encoded.data_ptr()
     seen = _BY_TENSOR.get(key)
-    if seen is not None and seen[0]() is encoded and seen[1] == _version(encoded) and seen[2] == encoded.data_ptr():
+    if seen is not None and seen[0]() is encoded and seen[1] == version and seen[2] == address:
         return seen[3]
     enc = _parsed(encoded)
-    version = _version(encoded)
     if version >= 0:
         ref = weakref.ref(encoded, lambda _, key=key: _BY_TENSOR.pop(key, None))
-        _BY_TENSOR[key] = (ref, version, encoded.data_ptr(), enc)
+        _BY_TENSOR[key] = (ref, version, address, enc)
     return enc
 
 
