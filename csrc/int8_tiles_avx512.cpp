@@ -5,7 +5,8 @@
 // byte; masked byte adds build each byte's bit pattern, and two VPERMI2B look the pattern up in the
 // 16 rows' tables of the scale group (rows 0-7 and 8-15), zeroed where the weight is pruned.
 // Product: per step of 4 columns, the tile's four zmm of weights (64 rows) against the 4 bytes of up
-// to 4 batch rows broadcast, 16 VPDPBUSD accumulators.
+// to 4 batch rows broadcast, 16 VPDPBUSD accumulators that start at -128 V; per scale group they are
+// scaled into y, which waits in a local buffer until the tile's last group.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -34,13 +35,20 @@ void product_nb(const LutInt8Weight& w, const Int8TileValues& v, int64_t r0, con
     const uint8_t* xb[NB];
 #pragma GCC unroll 4
     for (int b = 0; b < NB; ++b) xb[b] = xq + (b0 + b) * kpad;
+    // y of the tile's rows between groups: a full aligned store and reload, which the next group's
+    // load takes straight from the store buffer (a masked store into `out` would not forward)
+    alignas(64) float y_tile[NB][kVectors][16];
     const int64_t group_steps = w.group_blocks * (kLut8Cols / 4);
     for (int64_t g = 0; g < w.groups; ++g) {
+        // the accumulators start at -128 V, so that they end at acc - 128 V (exact in int32)
         __m512i acc[NB][kVectors];
 #pragma GCC unroll 4
-        for (int b = 0; b < NB; ++b)
+        for (int j = 0; j < kVectors; ++j) {
+            const __m512i start = _mm512_sub_epi32(
+                _mm512_setzero_si512(), _mm512_slli_epi32(_mm512_loadu_si512(v.group_sum(g) + r0 + 16 * j), 7));
 #pragma GCC unroll 4
-            for (int j = 0; j < kVectors; ++j) acc[b][j] = _mm512_setzero_si512();
+            for (int b = 0; b < NB; ++b) acc[b][j] = start;
+        }
         const int64_t s1 = std::min(kpad / 4, (g + 1) * group_steps);
         for (int64_t s = g * group_steps; s < s1; ++s) {
             const int8_t* step = tile + s * (kTileRows * 4);
@@ -57,25 +65,30 @@ void product_nb(const LutInt8Weight& w, const Int8TileValues& v, int64_t r0, con
             }
         }
         // Every index below is a compile-time constant once unrolled, so the accumulators stay in
-        // registers (a data-dependent exit would make the compiler keep them in memory); y waits in
-        // `out` between groups, and rows past the weight's end (zero in the tile) are not stored.
+        // registers (a data-dependent exit would make the compiler keep them in memory).
+        __m512 sx[NB];
+#pragma GCC unroll 4
+        for (int b = 0; b < NB; ++b) sx[b] = _mm512_set1_ps(x_scale[(b0 + b) * w.groups + g]);
 #pragma GCC unroll 4
         for (int j = 0; j < kVectors; ++j) {
-            const int64_t r = r0 + 16 * j;
-            const int64_t n = std::max<int64_t>(0, std::min<int64_t>(16, w.rows - r));
-            const __mmask16 keep = __mmask16((1u << n) - 1u);
-            const __m512i sum128 = _mm512_slli_epi32(_mm512_loadu_si512(v.group_sum(g) + r), 7);
-            const __m512 sw = _mm512_loadu_ps(v.group_scale(g) + r);
+            const __m512 sw = _mm512_loadu_ps(v.group_scale(g) + r0 + 16 * j);
 #pragma GCC unroll 4
             for (int b = 0; b < NB; ++b) {
-                float* y_out = out + (b0 + b) * w.rows + r;
-                __m512 t = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[b][j], sum128));
-                t = _mm512_mul_ps(t, _mm512_set1_ps(x_scale[(b0 + b) * w.groups + g]));
+                __m512 t = _mm512_cvtepi32_ps(acc[b][j]);
+                t = _mm512_mul_ps(t, sx[b]);
                 t = _mm512_mul_ps(t, sw);
-                const __m512 y = g == 0 ? t : _mm512_add_ps(_mm512_maskz_loadu_ps(keep, y_out), t);
-                _mm512_mask_storeu_ps(y_out, keep, y);
+                _mm512_store_ps(y_tile[b][j], g == 0 ? t : _mm512_add_ps(_mm512_load_ps(y_tile[b][j]), t));
             }
         }
+    }
+    // rows past the weight's end (zero in the tile) are not stored
+#pragma GCC unroll 4
+    for (int j = 0; j < kVectors; ++j) {
+        const int64_t r = r0 + 16 * j;
+        const int64_t n = std::max<int64_t>(0, std::min<int64_t>(16, w.rows - r));
+        const __mmask16 keep = __mmask16((1u << n) - 1u);
+#pragma GCC unroll 4
+        for (int b = 0; b < NB; ++b) _mm512_mask_storeu_ps(out + (b0 + b) * w.rows + r, keep, _mm512_load_ps(y_tile[b][j]));
     }
 }
 

@@ -425,6 +425,20 @@ def test_filter_spectra_are_kept_and_rebuilt_when_weights_change():
     assert layer._cached_spectrum is None
 
 
+def test_layers_made_under_inference_mode_keep_spectra_and_see_in_place_writes():
+    """Inference tensors have no version counter; the cache must still follow their values."""
+    torch.manual_seed(6)
+    with torch.inference_mode():
+        layer = BandLimitedConv2d(3, 4, 3, padding=1, compress_rate=0.5)
+        x = torch.randn(2, 3, 10, 10)
+        _assert_close(layer(x), oracle(layer, x, 0.5))
+        kept = layer._cached_spectrum[2]
+        layer(x)
+        assert layer._cached_spectrum[2] is kept
+        layer.weight.mul_(-3)  # allowed in place inside inference mode, with no counter to move
+        _assert_close(layer(x), oracle(layer, x, 0.5))
+
+
 def test_a_graph_whose_filter_spectra_were_rebuilt_fails_loudly():
     layer = BandLimitedConv2d(2, 2, 3, compress_rate=0.5)
     x = torch.randn(1, 2, 8, 8, requires_grad=True)

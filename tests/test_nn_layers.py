@@ -150,6 +150,12 @@ def test_layers_follow_in_place_writes_to_their_stream_and_run_under_inference_m
         w = torch.from_numpy(sc.decode(made_there.encoded_weights()[0]))
         _close(made_there(x), F.linear(x, w, made_there.bias))
         _close(made_there(x), F.linear(x, w, made_there.bias))
+        # an inference tensor has no version counter: a new stream written into it is seen by its CRC
+        assert made_there.encoded.is_inference()
+        doubled = copy.deepcopy(made_there.encoded_weights()[0])
+        doubled.scales = doubled.scales * 2
+        made_there.encoded.copy_(torch.frombuffer(bytearray(doubled.to_bytes()), dtype=torch.uint8))
+        _close(made_there(x), F.linear(x, 2 * w, made_there.bias))
 
 
 def test_damaged_stream_in_a_state_dict_is_refused():

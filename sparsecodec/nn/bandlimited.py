@@ -190,10 +190,14 @@ class _BandLimitedConvNd(_ConvNd):
             if size != frozen:
                 raise ValueError(f"this layer holds filter spectra for inputs of size {frozen}, got {size}")
         source = self.weight_spectrum if self.is_spectral else self.weight
-        key = (source._version, source.data_ptr(), plan)
+        # A tensor made under inference mode has no version counter: its cache entry keeps a copy
+        # of it instead, compared on every call (a read of the filters, far cheaper than their FFT).
+        inference = source.is_inference()
+        key = (-1 if inference else source._version, source.data_ptr(), plan)
         cached = self._cached_spectrum
         if cached is not None and cached[0] is source and cached[1] == key:
-            return cached[2]
+            if not inference or torch.equal(cached[3], source):
+                return cached[2]
         with torch.no_grad():
             if self.is_spectral:
                 natural = torch.view_as_complex(source).reshape(g, fg, cg, plan.band.rows, plan.band.cols)
@@ -206,7 +210,7 @@ class _BandLimitedConvNd(_ConvNd):
                 kh, kw = plan.kernel
                 taps = source.detach().reshape(g, fg, cg, kh, kw)
                 spectrum = filter_band(taps, plan, out=old if fits and old.device == source.device else None)
-        self._cached_spectrum = (source, key, spectrum)
+        self._cached_spectrum = (source, key, spectrum, source.detach().clone() if inference else None)
         return spectrum
 
     def clear_spectrum_cache(self) -> None:

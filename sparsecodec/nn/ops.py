@@ -8,14 +8,18 @@ weight held, XOR-coded, in ``encoded`` (the uint8 bytes of its stream). The op i
 
 Parsed streams are cached by (address, length, CRC) of the bytes, so an op call costs a dictionary
 lookup, not a parse; new bytes in the same storage (``load_state_dict``) change the CRC. In front of
-that, a tensor seen before whose version counter and address have not changed since (no in-place
-write, no new storage) is answered from a table keyed by the tensor itself, without reading its bytes.
+that, a tensor seen before is answered from a table keyed by the tensor itself when its address and
+length have not changed and, for an ordinary tensor, neither has its version counter (no in-place
+write), or, for a tensor made under inference mode (which has no version counter), neither has the
+CRC field its last four bytes hold.
 """
 
 from __future__ import annotations
 
+import ctypes
 import weakref
 from collections import OrderedDict
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -25,32 +29,52 @@ from ..matmul import matmul_rows, matmul_transposed
 
 _CACHE: OrderedDict[tuple[int, int, int], EncodedWeight] = OrderedDict()
 _CACHE_SIZE = 4096
-#: id(tensor) -> (weak reference to it, its version counter and address then, the parsed stream)
-_BY_TENSOR: dict[int, tuple[weakref.ref, int, int, EncodedWeight]] = {}
+
+
+class _Seen(NamedTuple):
+    """What the tensor table remembers of a buffer tensor when its stream was parsed."""
+
+    ref: weakref.ref
+    address: int
+    length: int
+    version: int  # -1 for an inference tensor, whose check is `crc` instead
+    crc: int
+    parsed: EncodedWeight
+
+
+_BY_TENSOR: dict[int, _Seen] = {}
 
 
 def encoded_weight(encoded: torch.Tensor) -> EncodedWeight:
     """The EncodedWeight whose stream bytes are ``encoded`` (a CPU uint8 tensor), parsed once."""
-    key, version, address = id(encoded), _version(encoded), encoded.data_ptr()
+    key = id(encoded)
     seen = _BY_TENSOR.get(key)
-    if seen is not None and seen[0]() is encoded and seen[1] == version and seen[2] == address:
-        return seen[3]
-    enc = _parsed(encoded)
-    if version >= 0:
+    if (
+        seen is not None
+        and seen.ref() is encoded
+        and seen.address == encoded.data_ptr()
+        and seen.length == encoded.numel()
+        # the inference check reads memory the live tensor still owns: same address, same length
+        and (encoded._version == seen.version if seen.version >= 0 else _crc_field(seen) == seen.crc)
+    ):
+        return seen.parsed
+    enc, crc = _parsed(encoded)
+    version = -1 if encoded.is_inference() else encoded._version  # is_inference: no exception to pay for
+    if version >= 0 or (encoded.is_cpu and encoded.is_contiguous()):  # the CRC field is read in place
         ref = weakref.ref(encoded, lambda _, key=key: _BY_TENSOR.pop(key, None))
-        _BY_TENSOR[key] = (ref, version, address, enc)
+        _BY_TENSOR[key] = _Seen(ref, encoded.data_ptr(), encoded.numel(), version, crc, enc)
     return enc
 
 
-def _version(t: torch.Tensor) -> int:
-    """The tensor's version counter, or -1 for a tensor made under inference mode (which has none)."""
-    try:
-        return t._version
-    except RuntimeError:
-        return -1
+def _crc_field(seen: _Seen) -> int:
+    """The stream's CRC field (its last four bytes, little-endian) as the tensor holds it now."""
+    if seen.length < 4:
+        return 0
+    return int.from_bytes(ctypes.string_at(seen.address + seen.length - 4, 4), "little")
 
 
-def _parsed(encoded: torch.Tensor) -> EncodedWeight:
+def _parsed(encoded: torch.Tensor) -> tuple[EncodedWeight, int]:
+    """The parsed stream of ``encoded`` and the CRC field it was found under."""
     if encoded.dtype != torch.uint8 or encoded.dim() != 1:
         raise TypeError("the encoded weight must be a 1-D uint8 tensor of stream bytes")
     data = encoded.detach()
@@ -68,7 +92,7 @@ def _parsed(encoded: torch.Tensor) -> EncodedWeight:
             _CACHE.popitem(last=False)
     else:
         _CACHE.move_to_end(key)
-    return enc
+    return enc, crc
 
 
 def _numpy_rows(x: torch.Tensor) -> np.ndarray:
