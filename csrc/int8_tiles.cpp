@@ -26,6 +26,13 @@ inline int pattern_at(const LutInt8Weight& w, int64_t r, int64_t c, bool& kept) 
     return code;
 }
 
+// Chunks the batch is cut into: enough items for every thread to take several (8 per thread), but
+// chunks of at least 64 lanes, over which a tile's decode is still cheap.
+int64_t batch_chunks(int64_t tiles, int64_t batch, int threads) {
+    const int64_t wanted = ceil_div(8 * int64_t(threads), tiles);
+    return std::max<int64_t>(1, std::min(wanted, batch / 64));
+}
+
 }  // namespace
 
 bool int8_tiles_supported(const LutInt8Weight& w) { return w.q <= kTileMaxBits; }
@@ -133,17 +140,29 @@ void int8_tiles_matmul(const LutInt8Weight& w, const Int8TileValues& v, const fl
 #pragma omp parallel for num_threads(batch * w.cols < (int64_t(1) << 16) ? 1 : max_threads()) schedule(static)
     for (int64_t b = 0; b < batch; ++b)
         k.quantize_int8_row(x + b * w.cols, w.cols, group_cols, xq.data() + b * kpad, x_scale.data() + b * w.groups);
+    // Work items are a tile's rows times a chunk of batch lanes, tile by tile: a small layer has few
+    // tiles (384 rows: 6), and a late or preempted thread would leave the others idle at the end.
+    // A thread decodes a tile only when its next item is on another tile than its last one.
     const int64_t tiles = ceil_div(w.rows, kTileRows);
+    const int64_t chunks = batch_chunks(tiles, batch, max_threads());
+    const int64_t chunk_lanes = ceil_div(ceil_div(batch, chunks), 4) * 4;
+    const int64_t lane_chunks = ceil_div(batch, chunk_lanes), items = tiles * lane_chunks;
     ExceptionCollector errors;
 #pragma omp parallel num_threads(max_threads())
     {
         // the tile starts on a cache line: each of its vector loads then reads one line, not two
         std::vector<int8_t> buffer(size_t(kTileRows * kpad) + 64);
         int8_t* tile = buffer.data() + (64 - reinterpret_cast<uintptr_t>(buffer.data()) % 64) % 64;
+        int64_t decoded = -1;
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t t = 0; t < tiles; ++t) errors.run([&] {
-            k.decode_int8_tile(w, v, t * kTileRows, tile);
-            k.int8_tile_product(w, v, t * kTileRows, tile, xq.data(), x_scale.data(), batch, out);
+        for (int64_t i = 0; i < items; ++i) errors.run([&] {
+            const int64_t t = i / lane_chunks, b0 = (i % lane_chunks) * chunk_lanes;
+            if (t != decoded) {
+                k.decode_int8_tile(w, v, t * kTileRows, tile);
+                decoded = t;
+            }
+            k.int8_tile_product(w, v, t * kTileRows, tile, xq.data() + b0 * kpad, x_scale.data() + b0 * w.groups,
+                                std::min(chunk_lanes, batch - b0), out + b0 * w.rows);
         });
     }
     errors.rethrow();

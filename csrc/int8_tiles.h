@@ -13,8 +13,9 @@
 // The int8 values are decoded tile by tile from the bits the int8-table kernel caches
 // (LutInt8Weight): per row and scale group a table maps a bit pattern to its int8 value (pruned
 // weights are 0), so the extra cache is 2^q bytes and two numbers per row and scale group, and q <= 4.
-// A tile of 64 rows is decoded once per call into VPDPBUSD's order ([column / 4][row][4] bytes) and
-// multiplied with the whole batch, which pays for the decode when the batch is large.
+// A tile of 64 rows is decoded into VPDPBUSD's order ([column / 4][row][4] bytes) once per call and
+// thread, and multiplied with the batch, which pays for the decode when the batch is large; a layer
+// of few tiles has its batch cut into chunks of lanes, so that every thread gets work.
 #pragma once
 
 #include <cstdint>

@@ -39,7 +39,8 @@ pick ``"lut_int8"`` and ``"int8_tiles"`` too.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -81,26 +82,43 @@ def matmul_rows(x2: np.ndarray, enc: EncodedWeight, strategy: str) -> np.ndarray
     if x2.shape[0] == 0:  # nothing to multiply: no cache built either
         return np.zeros((0, enc.shape[0]), np.float32)
     chosen = choose_strategy(enc, x2.shape[0], strategy) if strategy in AUTO_STRATEGIES else strategy
-    if chosen in ("lut", "lut_stream") and not lut_supported(enc):
-        raise ValueError(f"the {chosen!r} strategy needs scale groups of whole rows or multiples of 8 columns")
-    if chosen in ("lut_int8", "int8_tiles") and not lut_int8_supported(enc):
-        raise ValueError(f"the {chosen!r} strategy needs scale groups of whole rows or multiples of 32 columns")
-    if chosen == "int8_tiles" and enc.bits > 4:
+    runners = enc._runners
+    run = runners.get(chosen) if runners is not None else None
+    return (run or runner(enc, chosen))(x2)
+
+
+def runner(enc: EncodedWeight, strategy: str) -> Callable[[np.ndarray], np.ndarray]:
+    """The call that runs one (not "auto") strategy on ``enc`` for an x as :func:`matmul_rows` takes
+    it: the strategy's checks done and its caches built once, then remembered on ``enc`` (a small
+    layer's product costs a few microseconds, as much as repeating them)."""
+    if enc._runners is None:
+        enc._runners = {}
+    run = enc._runners.get(strategy)
+    if run is not None:
+        return run
+    if strategy in ("lut", "lut_stream") and not lut_supported(enc):
+        raise ValueError(f"the {strategy!r} strategy needs scale groups of whole rows or multiples of 8 columns")
+    if strategy in ("lut_int8", "int8_tiles") and not lut_int8_supported(enc):
+        raise ValueError(f"the {strategy!r} strategy needs scale groups of whole rows or multiples of 32 columns")
+    if strategy == "int8_tiles" and enc.bits > 4:
         raise ValueError(f"the 'int8_tiles' strategy supports at most 4 bits per weight, this weight has {enc.bits}")
-    if chosen == "sparse" and not sparse_supported(enc):
+    if strategy == "sparse" and not sparse_supported(enc):
         raise ValueError("the 'sparse' strategy supports at most 32768 input columns at 1 bit, 65536 at more")
-    if chosen == "dense":
-        out = _dense_tiles(x2, enc)
-    elif chosen == "sparse":
-        out = _native.core().matmul(x2, native_weight(enc), "sparse", sparse_plan(enc))
-    elif chosen == "lut_int8":
-        out = _native.core().matmul(x2, native_weight(enc), "lut_int8", lut_int8_weight(enc))
-    elif chosen == "int8_tiles":
-        out = _native.core().matmul_int8_tiles(x2, lut_int8_weight(enc), int8_tile_values(enc))
+    core = _native.core()
+    if strategy == "dense":
+        run = functools.partial(_dense_tiles, enc=enc)
+    elif strategy == "int8_tiles":
+        run = _x_first(core.matmul_int8_tiles, lut_int8_weight(enc), int8_tile_values(enc))
     else:
-        bits = decoded_bits(enc) if chosen == "lut" else None
-        out = _native.core().matmul(x2, native_weight(enc), "lut", bits)
-    return out
+        cache = {"sparse": sparse_plan, "lut_int8": lut_int8_weight, "lut": decoded_bits}.get(strategy)
+        plan = cache(enc) if cache is not None else None  # lut_stream: the lut kernel with nothing cached
+        run = _x_first(core.matmul, native_weight(enc), "lut" if strategy == "lut_stream" else strategy, plan)
+    enc._runners[strategy] = run
+    return run
+
+
+def _x_first(product: Callable, *args: Any) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda x2: product(x2, *args)
 
 
 def matmul_transposed(g: Any, enc: EncodedWeight) -> np.ndarray:
@@ -232,6 +250,7 @@ def clear_caches(enc: EncodedWeight) -> None:
     enc._decoded_bits = None
     enc._lut_int8 = None
     enc._int8_tiles = None
+    enc._runners = None
 
 
 def choose_strategy(enc: EncodedWeight, batch: int, auto: str = "auto") -> str:

@@ -171,7 +171,7 @@ def _int8_tiles_model(enc, x: np.ndarray) -> np.ndarray:
     return y
 
 
-@pytest.mark.parametrize("batch", [1, 5, 6, 7, 13, 64, 130])
+@pytest.mark.parametrize("batch", [1, 5, 6, 7, 13, 64, 130, 300])
 def test_int8_tiles_equal_their_integer_model_on_every_simd_level(encoded, batch):
     rng = np.random.default_rng(100 + batch)
     levels = available_simd_levels()

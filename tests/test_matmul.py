@@ -50,6 +50,21 @@ def encoded():
     return _weights(np.random.default_rng(3))
 
 
+@pytest.mark.parametrize("strategy", ["dense", "sparse", "lut", "lut_stream", "lut_int8", "int8_tiles"])
+def test_remembered_strategy_calls_follow_the_weight_data(strategy):
+    """Each strategy's call is remembered on the weight with its caches bound: new data on the weight,
+    or clear_caches, must drop it, never serve the old weight's product."""
+    rng = np.random.default_rng(8)
+    enc = sc.encode(rng.standard_normal((70, 96)).astype(np.float32), sparsity=0.5, bits=2)
+    x = rng.standard_normal((5, 96)).astype(np.float32)
+    before = sc.matmul(x, enc, strategy=strategy)
+    enc.scales = enc.scales * 2  # a power of two: every strategy's product doubles exactly
+    assert np.array_equal(sc.matmul(x, enc, strategy=strategy), 2 * before)
+    clear_caches(enc)
+    assert enc._runners is None and cache_nbytes(enc) == 0
+    assert np.array_equal(sc.matmul(x, enc, strategy=strategy), 2 * before)
+
+
 @pytest.mark.parametrize("batch", [1, 2, 7, 8, 9, 64, 130, 512])
 def test_every_strategy_matches_the_decoded_weight(encoded, batch):
     rng = np.random.default_rng(batch)

@@ -49,7 +49,16 @@ MAX_DEPTH = 4
 MAX_CHAIN = 1 << 20
 MAX_GROUP_BANDS = 1024
 # Derived from an EncodedWeight's data fields on first use, dropped when one of them is reassigned.
-_CACHES = ("_stats", "_sparse_plan", "_decoded_bits", "_lut_int8", "_int8_tiles", "_native", "_strategy_choices")
+_CACHES = (
+    "_stats",
+    "_sparse_plan",
+    "_decoded_bits",
+    "_lut_int8",
+    "_int8_tiles",
+    "_native",
+    "_strategy_choices",
+    "_runners",
+)
 # n_out = factor * n_in / (1 - S) maximised measured efficiency on i.i.d. masks at S = 0.5 .. 0.95
 # (bench/README.md): larger slices overload more of them, which the cheap patches absorb.
 _N_OUT_FACTOR = {1: 1.10}
@@ -150,6 +159,8 @@ class EncodedWeight:
     _native: Any = field(default=None, init=False, repr=False, compare=False)  # the kernels' checked view
     # (auto strategy, batch) -> what sparsecodec.matmul.choose_strategy picked
     _strategy_choices: Any = field(default=None, init=False, repr=False, compare=False)
+    # strategy -> the call that runs it, its caches bound (see sparsecodec.matmul.runner)
+    _runners: Any = field(default=None, init=False, repr=False, compare=False)
 
     bits = property(lambda self: self.quant.bits, doc="BCQ bit-planes q.")
     quant_method = property(lambda self: self.quant.method)

@@ -96,8 +96,10 @@ def _parsed(encoded: torch.Tensor) -> tuple[EncodedWeight, int]:
 
 
 def _numpy_rows(x: torch.Tensor) -> np.ndarray:
-    if x.dtype == torch.float32 and x.is_cpu and x.is_contiguous() and not x.requires_grad:
-        return x.numpy()  # the common case, without four tensor calls
+    if not x.requires_grad and x.is_cpu and x.dtype == torch.float32:
+        arr = x.numpy()  # the common case: a view, whose layout numpy's attribute tells cheaply
+        if arr.flags.c_contiguous:
+            return arr
     return x.detach().to("cpu", torch.float32).contiguous().numpy()
 
 
@@ -106,11 +108,13 @@ def linear_forward(x: torch.Tensor, encoded: torch.Tensor, out_features: int, st
     directly when neither autograd nor a compiler is watching (a dispatcher round trip saved)."""
     enc = encoded_weight(encoded)
     cols = enc.shape[1]
-    if x.shape[-1] != cols:
-        raise ValueError(f"x has {x.shape[-1]} features but the weight has {cols} input columns")
-    y = matmul_rows(_numpy_rows(x).reshape(-1, cols), enc, strategy)
-    if x.dim() != 2:  # numpy's reshape costs a tenth of torch's, which a small layer would notice
-        y = y.reshape(*x.shape[:-1], out_features)
+    rows = _numpy_rows(x)
+    if rows.shape[-1] != cols:
+        raise ValueError(f"x has {rows.shape[-1]} features but the weight has {cols} input columns")
+    if rows.ndim == 2:  # numpy's reshape costs a tenth of torch's, which a small layer would notice
+        y = matmul_rows(rows, enc, strategy)
+    else:
+        y = matmul_rows(rows.reshape(-1, cols), enc, strategy).reshape(*rows.shape[:-1], out_features)
     y = torch.from_numpy(y)
     return y if x.dtype == torch.float32 and x.is_cpu else y.to(device=x.device, dtype=x.dtype)
 
