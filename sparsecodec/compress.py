@@ -238,7 +238,7 @@ def compress_(
             else:
                 budget = plan_model_sparsity(model, layers, batches, spec, blocks=blocks)
         for p in plans:
-            p.config = budget.configs[p.name]
+            p.config = p.kind.configure(budget.configs[p.name])
     _fit_index_layers(model, plans, batches)
     calibrated = [p for p in plans if p.config.needs_calibration]
     if calibrated and batches is None:
@@ -321,7 +321,7 @@ def _plan(model: nn.Module, spec: ConfigSpec, filter_fn) -> tuple[list[LayerRepo
         if unsupported is not None:
             report.reason = unsupported
             continue
-        plans.append(_Plan(name, module, kind, cfg, report))
+        plans.append(_Plan(name, module, kind, kind.configure(cfg), report))
     return reports, plans
 
 

@@ -249,6 +249,22 @@ def test_compress_converts_embeddings_with_a_single_config_and_kind_keys():
     assert {r.name for r in report.converted} == {"proj", "head"}
 
 
+def test_pruned_tables_take_the_linear_layout_unless_told_otherwise():
+    """A looked-up row of a pruned table decodes its own slices only with the linear layout (the
+    scatter layout, encode's default for pruned matrices, would decode the row's whole group)."""
+    model = _fresh_lm()
+    sc.compress_(model, sc.SQConfig(sparsity=0.5, bits=2))
+    assert model.embed.encoded_weights()[0].xor.layout == "linear"
+    assert model.proj.encoded_weights()[0].xor.layout == "scatter"  # linear layers keep encode's choice
+    table = model.embed.encoded_weights()[0]
+    rows = np.array([7, 0, 49, 7])
+    assert np.array_equal(model.embed(torch.from_numpy(rows)).numpy(), sc.decode(table)[rows])
+    emb = nn.Embedding(64, 32)
+    assert SQEmbedding.from_embedding(emb, sc.SQConfig(sparsity=0.5)).encoded_weights()[0].xor.layout == "linear"
+    told = SQEmbedding.from_embedding(emb, sc.SQConfig(sparsity=0.5, layout="scatter"))
+    assert told.encoded_weights()[0].xor.layout == "scatter"
+
+
 def test_compress_skips_tied_and_unsupported_embeddings_with_reasons():
     model = _fresh_lm(tied=True)
     report = sc.compress_(model, sc.SQConfig(sparsity=0.5))

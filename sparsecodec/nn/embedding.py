@@ -9,6 +9,7 @@ frozen: lookups give no gradient to it.
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 
 import torch
@@ -18,6 +19,15 @@ from ..config import SQConfig
 from ..formats.xor_codec import EncodedWeight, decode
 from . import ops
 from .layers import _CompressedStreams, _encode_matrix, _FrozenWeight, _plain_eager
+
+
+def lookup_config(config: SQConfig) -> SQConfig:
+    """``config`` with the slice layout a table wants when the config leaves it unset: ``"linear"``,
+    so that a looked-up row decodes its own slices, not the whole scatter group it falls in (at
+    S = 0.5, 17 rows of all-MiniLM-L6-v2's word embeddings: about 55 us instead of 1 ms, for 4.182
+    bits per weight instead of 4.169: the linear layout's slices meet the mask's clusters and need a
+    few more patches)."""
+    return config if config.layout is not None else dataclasses.replace(config, layout="linear")
 
 
 def unsupported_option(emb: nn.Embedding) -> str | None:
@@ -77,7 +87,7 @@ class SQEmbedding(_CompressedStreams):
         reason = unsupported_option(emb)
         if reason is not None:
             raise ValueError(f"cannot compress this nn.Embedding: {reason}")
-        config = config or SQConfig()
+        config = lookup_config(config or SQConfig())
         enc = encoded if encoded is not None else _encode_matrix(emb.weight, config)
         if enc.shape != tuple(emb.weight.shape):
             raise ValueError(f"encoded weight shape {enc.shape} does not match {tuple(emb.weight.shape)}")

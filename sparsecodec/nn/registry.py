@@ -18,7 +18,7 @@ from torch import nn
 
 from ..config import SQConfig
 from ..formats.xor_codec import EncodedWeight
-from .embedding import SQEmbedding, unsupported_option
+from .embedding import SQEmbedding, lookup_config, unsupported_option
 from .layers import SQConv2d, SQLinear
 from .ops import encoded_weight
 
@@ -41,7 +41,9 @@ class LayerKind:
     * ``assign(module, matrices)``: write matrices (as ``matrices`` returns them) back into the
       module's weight, in place (calibration runs later layers on the decoded weights of earlier ones);
     * ``calibrated``: whether calibration statistics of the inputs apply (not to an embedding, whose
-      inputs are indices).
+      inputs are indices);
+    * ``configure(config)``: the config this kind encodes with, from the one it was given (an
+      embedding fills in the slice layout its row lookups want).
     """
 
     name: str
@@ -56,6 +58,7 @@ class LayerKind:
     unsupported: Callable[[nn.Module], str | None] = lambda module: None
     accepts: Callable[[nn.Module], bool] = lambda module: False
     calibrated: bool = True
+    configure: Callable[[SQConfig], SQConfig] = lambda config: config
 
     @property
     def config_key(self) -> str:
@@ -242,5 +245,6 @@ register(
         assign=lambda m, matrices: m.weight.data.copy_(torch.from_numpy(matrices[0])),
         unsupported=unsupported_option,
         calibrated=False,
+        configure=lookup_config,
     )
 )
