@@ -24,7 +24,7 @@ SimdLevel probe() {
 #if defined(SPARSECODEC_HAS_AVX512)
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni") &&
-        __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bitalg"))
+        __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("gfni"))
         return SimdLevel::avx512;
 #endif
     return SimdLevel::avx2;

@@ -14,7 +14,7 @@ namespace sc {
 enum class SimdLevel : int { scalar = 0, avx2 = 1, avx512 = 2 };
 
 // What the CPU and the operating system support: AVX2 + BMI2 + POPCNT + FMA for the avx2 level; in
-// addition AVX-512 F, BW, VL, VNNI, VBMI and BITALG (with the OS saving the zmm state) for avx512.
+// addition AVX-512 F, BW, VL, VNNI, VBMI and GFNI (with the OS saving the zmm state) for avx512.
 SimdLevel detected_simd_level();
 // The level kernels use now: the detected one unless lowered with set_simd_level.
 SimdLevel active_simd_level();

@@ -68,7 +68,7 @@ void build_int8_tile_values(const LutInt8Weight& w, Int8TileValues& out) {
             }
             const float step = grid ? unit : peak / 127.0f;
             const float inv = step > 0.0f ? 1.0f / step : 0.0f;
-            int8_t* table = out.tables.data() + ((r / 16 * w.groups + g) * 16 + r % 16) * 16;
+            int8_t* table = out.table(r, g);
             for (int k = 0; k < (1 << q); ++k) {
                 table[k] = clamp_int8(grid ? std::lrint(values[k] / unit) : std::lrint(values[k] * inv));
             }

@@ -31,13 +31,17 @@ constexpr int kTileMaxBits = 4;    // patterns per table: at most 16
 struct Int8TileValues {
     int64_t rows = 0, cols = 0, groups = 0, padded_rows = 0;  // padded_rows: rows rounded up to kTileRows
     int q = 0;
-    // [row block][group][row in block][16]: the int8 value of each bit pattern, so that the tables of
-    // a block's 16 rows in one group are 256 contiguous bytes (four zmm)
+    // [row block][group][row in block % 4][row in block / 4][16]: the int8 value of each bit pattern.
+    // A block's 16 tables in one group are 256 contiguous bytes, four zmm; zmm m holds rows m, m + 4,
+    // m + 8 and m + 12, one per 128-bit lane, which is the order of VPSHUFB's lookups in the AVX-512
+    // decode.
     std::vector<int8_t> tables;
     std::vector<float> scale;  // s_w, [group][padded_rows] (zero past the last row)
     std::vector<int32_t> sum;  // V, [group][padded_rows]
     const int8_t* block_tables(int64_t rb, int64_t g) const { return tables.data() + (rb * groups + g) * 256; }
-    const int8_t* table(int64_t r, int64_t g) const { return block_tables(r / 16, g) + (r % 16) * 16; }
+    static int64_t table_offset(int64_t row_in_block) { return (row_in_block % 4) * 64 + (row_in_block / 4) * 16; }
+    int8_t* table(int64_t r, int64_t g) { return tables.data() + (r / 16 * groups + g) * 256 + table_offset(r % 16); }
+    const int8_t* table(int64_t r, int64_t g) const { return block_tables(r / 16, g) + table_offset(r % 16); }
     const float* group_scale(int64_t g) const { return scale.data() + g * padded_rows; }
     const int32_t* group_sum(int64_t g) const { return sum.data() + g * padded_rows; }
     int64_t nbytes() const {

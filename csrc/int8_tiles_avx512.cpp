@@ -1,9 +1,10 @@
-// AVX-512 (F, BW, VBMI, VNNI, BITALG) twins of the int8-tile decode and product (see int8_tiles.h).
+// AVX-512 (F, BW, VBMI, VNNI, GFNI) twins of the int8-tile decode and product (see int8_tiles.h).
 //
-// Decode: a zmm of the tile holds 16 rows x 4 columns. VPSHUFBITQMB picks, per 64-bit lane (two rows'
-// 32-bit words of a plane), the 4 bits of each row at those columns, giving one mask bit per tile
-// byte; masked byte adds build each byte's bit pattern, and two VPERMI2B look the pattern up in the
-// 16 rows' tables of the scale group (rows 0-7 and 8-15), zeroed where the weight is pruned.
+// Decode, per block of 16 rows x 32 columns: byte unpacks gather, per row and 8 columns, the qword of
+// the 4 planes' bytes and the pruned byte; GF2P8AFFINEQB transposes each qword's 8 x 8 bits, giving a
+// byte per weight (its bit pattern, bit 7 set where pruned); VPSHUFB looks it up in the row's table
+// (one row per 128-bit lane, 0 where bit 7 is set), and a 4 x 4 dword transpose per lane puts the
+// bytes in the tile's order. About 7 vector instructions per 64 weights.
 // Product: per step of 4 columns, the tile's four zmm of weights (64 rows) against the 4 bytes of up
 // to 4 batch rows broadcast, 16 VPDPBUSD accumulators that start at -128 V; per scale group they are
 // scaled into y, which waits in a local buffer until the tile's last group.
@@ -16,13 +17,6 @@
 namespace sc {
 
 namespace {
-
-// Bit selectors of VPSHUFBITQMB for columns 4t .. 4t + 3 of the two rows in each 64-bit lane.
-inline __m512i column_selector(int t) {
-    const uint64_t lo = uint64_t(4 * t) | uint64_t(4 * t + 1) << 8 | uint64_t(4 * t + 2) << 16 | uint64_t(4 * t + 3) << 24;
-    const uint64_t lane = lo | (lo + 0x20202020ull) << 32;
-    return _mm512_set1_epi64(int64_t(lane));
-}
 
 // The tile's 64 rows (four zmm per step) for batch lanes [b0, b0 + NB), NB <= 4: 16 accumulators,
 // and each broadcast of a lane's four x bytes feeds four VPDPBUSD. On Zen 4 a broadcast load takes a
@@ -122,40 +116,56 @@ void quantize_int8_row_avx512(const float* x, int64_t cols, int64_t group_cols, 
 
 void decode_int8_tile_avx512(const LutInt8Weight& w, const Int8TileValues& v, int64_t r0, int8_t* tile) {
     const int64_t rb0 = r0 / kLut8Rows;
-    // byte i of a tile zmm is row i / 4 of its block: that row's table starts at ((i / 4) % 8) * 16
-    alignas(64) uint8_t row_offset[64];
-    for (int i = 0; i < 64; ++i) row_offset[i] = uint8_t(((i / 4) % 8) * 16);
-    const __m512i offsets = _mm512_load_si512(row_offset);
-    const __mmask64 upper_rows = 0xFFFFFFFF00000000ull;
-    __m512i selector[8];
-    for (int t = 0; t < 8; ++t) selector[t] = column_selector(t);
+    const __m512i zero = _mm512_setzero_si512();
+    // byte j of each qword is 1 << j: GF2P8AFFINEQB against it transposes the qword's 8 x 8 bits
+    const __m512i one_hot = _mm512_set1_epi64(int64_t(0x8040201008040201ull));
+    constexpr int kStep = int(kTileRows * 4);  // bytes per step of 4 columns
     for (int j = 0; j < 4; ++j) {
         const int64_t rb = rb0 + j;
         int8_t* dst = tile + j * 64;
         if (rb >= w.row_blocks) {
-            for (int64_t s = 0; s < w.col_blocks * 8; ++s) _mm512_storeu_si512(dst + s * (kTileRows * 4), _mm512_setzero_si512());
+            for (int64_t s = 0; s < w.col_blocks * 8; ++s) _mm512_storeu_si512(dst + s * kStep, zero);
             continue;
         }
         for (int64_t g = 0; g < w.groups; ++g) {
             const int8_t* tables = v.block_tables(rb, g);
-            const __m512i t0 = _mm512_loadu_si512(tables), t1 = _mm512_loadu_si512(tables + 64);
-            const __m512i t2 = _mm512_loadu_si512(tables + 128), t3 = _mm512_loadu_si512(tables + 192);
+            __m512i table[4];
+            for (int m = 0; m < 4; ++m) table[m] = _mm512_loadu_si512(tables + 64 * m);
             const int64_t cb1 = std::min(w.col_blocks, (g + 1) * w.group_blocks);
             for (int64_t cb = g * w.group_blocks; cb < cb1; ++cb) {
+                // Byte i of a block's zmm (mask or plane) is byte i % 4 of row i / 4's word: a
+                // 128-bit lane L holds rows 4L .. 4L + 3. Unpacks gather, per row and byte k (8
+                // columns), the qword (not kept, 0, 0, 0, plane 3, plane 2, plane 1, plane 0), whose
+                // transpose is 8 bytes, one per column: the bit pattern, with bit 7 set where the
+                // weight is pruned (VPSHUFB then yields 0).
                 const uint32_t* words = w.block(rb, cb);
-                const __m512i m = _mm512_loadu_si512(words);
-                __m512i planes[kTileMaxBits];
-                for (int p = 0; p < w.q; ++p) planes[p] = _mm512_loadu_si512(words + (1 + p) * kLut8Rows);
-                for (int t = 0; t < 8; ++t) {
-                    const __mmask64 kept = _mm512_bitshuffle_epi64_mask(m, selector[t]);
-                    __m512i code = offsets;
-                    for (int p = 0; p < w.q; ++p)
-                        code = _mm512_mask_add_epi8(code, _mm512_bitshuffle_epi64_mask(planes[p], selector[t]), code,
-                                                    _mm512_set1_epi8(char(1 << p)));
-                    const __m512i low = _mm512_permutex2var_epi8(t0, code, t1);
-                    const __m512i high = _mm512_permutex2var_epi8(t2, code, t3);
-                    const __m512i value = _mm512_maskz_mov_epi8(kept, _mm512_mask_blend_epi8(upper_rows, low, high));
-                    _mm512_storeu_si512(dst + (cb * 8 + t) * (kTileRows * 4), value);
+                const __m512i pruned = _mm512_ternarylogic_epi32(zero, zero, _mm512_loadu_si512(words), 0x55);
+                __m512i plane[kTileMaxBits];
+                for (int p = 0; p < kTileMaxBits; ++p)
+                    plane[p] = p < w.q ? _mm512_loadu_si512(words + (1 + p) * kLut8Rows) : zero;
+                const __m512i p32_lo = _mm512_unpacklo_epi8(plane[3], plane[2]), p32_hi = _mm512_unpackhi_epi8(plane[3], plane[2]);
+                const __m512i p10_lo = _mm512_unpacklo_epi8(plane[1], plane[0]), p10_hi = _mm512_unpackhi_epi8(plane[1], plane[0]);
+                const __m512i n_lo = _mm512_unpacklo_epi8(pruned, zero), n_hi = _mm512_unpackhi_epi8(pruned, zero);
+                // dword quarter i of the lane's 16 bytes (bytes 4i .. 4i + 3: row 4L + i)
+                const __m512i bits[4] = {_mm512_unpacklo_epi16(p32_lo, p10_lo), _mm512_unpackhi_epi16(p32_lo, p10_lo),
+                                         _mm512_unpacklo_epi16(p32_hi, p10_hi), _mm512_unpackhi_epi16(p32_hi, p10_hi)};
+                const __m512i flag[4] = {_mm512_unpacklo_epi16(n_lo, zero), _mm512_unpackhi_epi16(n_lo, zero),
+                                         _mm512_unpacklo_epi16(n_hi, zero), _mm512_unpackhi_epi16(n_hi, zero)};
+                for (int h = 0; h < 2; ++h) {
+                    // value[i]: lane L holds row 4L + i, columns 16h .. 16h + 15 of the block
+                    __m512i value[4];
+                    for (int i = 0; i < 4; ++i) {
+                        const __m512i qwords = h == 0 ? _mm512_unpacklo_epi32(flag[i], bits[i]) : _mm512_unpackhi_epi32(flag[i], bits[i]);
+                        const __m512i code = _mm512_gf2p8affine_epi64_epi8(one_hot, qwords, 0);
+                        value[i] = _mm512_shuffle_epi8(table[i], code);
+                    }
+                    // 4 x 4 dword transpose in each lane: out[d] lane L dword i = row 4L + i, columns
+                    // 16h + 4d .. 16h + 4d + 3, the tile's order
+                    const __m512i t0 = _mm512_unpacklo_epi32(value[0], value[1]), t1 = _mm512_unpackhi_epi32(value[0], value[1]);
+                    const __m512i t2 = _mm512_unpacklo_epi32(value[2], value[3]), t3 = _mm512_unpackhi_epi32(value[2], value[3]);
+                    const __m512i out[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
+                                            _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
+                    for (int d = 0; d < 4; ++d) _mm512_store_si512(dst + (cb * 8 + 4 * h + d) * kStep, out[d]);
                 }
             }
         }

@@ -43,6 +43,9 @@ CASES = [
     ((90, 200), 0.7, 5, {"mask_format": "lowrank", "rank": 4, "tile": (32, 64)}),
     ((33, 130), 0.5, 6, {"group_size": 64, "method": "uniform"}),
     ((16, 64), 0.3, 7, {"method": "alternating"}),
+    # two tiles of 64 rows and a ragged third, offsets on a uniform grid, a low-rank mask
+    ((150, 160), 0.5, 4, {"group_size": 32, "method": "uniform"}),
+    ((70, 96), 0.6, 2, {"mask_format": "lowrank", "rank": 3, "tile": (32, 32)}),
 ]
 
 
