@@ -13,6 +13,7 @@
 #include <algorithm>
 
 #include "int8_tiles.h"
+#include "vnni_avx512.h"
 
 namespace sc {
 
@@ -55,7 +56,7 @@ void product_nb(const LutInt8Weight& w, const Int8TileValues& v, int64_t r0, con
                 __builtin_memcpy(&four, xb[b] + 4 * s, 4);
                 const __m512i xv = _mm512_set1_epi32(four);
 #pragma GCC unroll 4
-                for (int j = 0; j < kVectors; ++j) acc[b][j] = _mm512_dpbusd_epi32(acc[b][j], xv, wv[j]);
+                for (int j = 0; j < kVectors; ++j) acc[b][j] = dpbusd(acc[b][j], xv, wv[j]);
             }
         }
         // Every index below is a compile-time constant once unrolled, so the accumulators stay in

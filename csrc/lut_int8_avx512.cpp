@@ -16,6 +16,7 @@
 #include <algorithm>
 
 #include "lut_int8.h"
+#include "vnni_avx512.h"
 
 namespace sc {
 
@@ -58,8 +59,8 @@ void rows_ql(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t rb
                     const __m512i even = _mm512_loadu_si512(tab), odd = _mm512_loadu_si512(tab + 64);
                     #pragma GCC unroll 16
                     for (int p = first; p <= Q; ++p) {
-                        acc[l][p] = _mm512_dpbusd_epi32(acc[l][p], ones, _mm512_permutexvar_epi8(lo[p], even));
-                        acc[l][p] = _mm512_dpbusd_epi32(acc[l][p], ones, _mm512_permutexvar_epi8(hi[p], odd));
+                        acc[l][p] = dpbusd(acc[l][p], ones, _mm512_permutexvar_epi8(lo[p], even));
+                        acc[l][p] = dpbusd(acc[l][p], ones, _mm512_permutexvar_epi8(hi[p], odd));
                     }
                 }
             }
