@@ -27,3 +27,23 @@ def core() -> ModuleType:
             "the build."
         ) from _import_error
     return _core
+
+
+_simd_level: str | None = None
+
+
+def simd_level() -> str:
+    """The active SIMD level's name ("scalar", "avx2" or "avx512"), remembered here so that the
+    per-call strategy choice does not cross into the extension; :func:`set_simd_level` keeps it
+    current."""
+    global _simd_level
+    if _simd_level is None:
+        _simd_level = str(core().simd_level())
+    return _simd_level
+
+
+def set_simd_level(level: str) -> str:
+    """Request a SIMD level (capped at what the CPU supports); returns the level in use."""
+    global _simd_level
+    _simd_level = str(core().set_simd_level(level))
+    return _simd_level

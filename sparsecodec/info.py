@@ -46,9 +46,11 @@ def set_simd_level(level: str) -> str:
     the level in use. The environment variable ``SPARSECODEC_SIMD`` sets the starting level the same
     way (the best one the CPU and OS support by default).
 
-    Results are identical at every level; this exists for testing and for ruling out SIMD bugs.
+    A strategy's results are identical at every level; this exists for testing and for ruling out
+    SIMD bugs. (``strategy="auto_int8"`` considers the int8 strategies only at the AVX-512 level,
+    where their vector kernels run, so below it it picks as ``"auto"`` does.)
     """
-    return str(_native.core().set_simd_level(level))
+    return _native.set_simd_level(level)
 
 
 def format_build_info(info: dict[str, Any]) -> str:

@@ -33,7 +33,8 @@ Four exact strategies (exact up to float32 rounding) and two fast, approximate o
 
 ``strategy="auto"`` picks the fastest exact strategy by a cost model fitted to measurements
 (:mod:`sparsecodec.cost_model`, refitted by bench/fit_cost_model.py); ``"auto_int8"`` lets it
-pick ``"lut_int8"`` and ``"int8_tiles"`` too.
+pick ``"lut_int8"`` and ``"int8_tiles"`` too where their AVX-512 kernels run (below that level they
+are the scalar references, and ``"auto_int8"`` picks as ``"auto"`` does).
 :func:`cache_nbytes` tells what the caches of a weight hold; :func:`clear_caches` drops them.
 """
 
@@ -262,16 +263,19 @@ def choose_strategy(enc: EncodedWeight, batch: int, auto: str = "auto") -> str:
     memo = enc._strategy_choices
     if memo is None:
         memo = enc._strategy_choices = {}
-    chosen = memo.get((auto, batch))
+    key = (auto, batch, _native.simd_level())  # the int8 candidates depend on the level
+    chosen = memo.get(key)
     if chosen is None:
         chosen = min(candidate_strategies(enc, auto), key=lambda s: predicted_ns(s, enc, batch))
         if len(memo) < MAX_REMEMBERED_CHOICES:
-            memo[(auto, batch)] = chosen
+            memo[key] = chosen
     return chosen
 
 
 def candidate_strategies(enc: EncodedWeight, auto: str = "auto") -> list[str]:
-    """The strategies ``auto`` chooses among that can run on this weight."""
+    """The strategies ``auto`` chooses among that can run on this weight. The int8 strategies are
+    candidates of ``"auto_int8"`` only at the AVX-512 level: below it their kernels are the scalar
+    references, many times slower than the exact strategies' AVX2 kernels."""
     if auto not in AUTO_STRATEGIES:
         raise ValueError(f"auto must be one of {AUTO_STRATEGIES}, got {auto!r}")
     out = ["dense"]
@@ -279,11 +283,16 @@ def candidate_strategies(enc: EncodedWeight, auto: str = "auto") -> list[str]:
         out.append("sparse")
     if lut_supported(enc):
         out.append("lut")
-    if auto == "auto_int8" and lut_int8_supported(enc):
+    if auto == "auto_int8" and int8_kernels_vectorised() and lut_int8_supported(enc):
         out.append("lut_int8")
         if enc.bits <= 4:
             out.append("int8_tiles")
     return out
+
+
+def int8_kernels_vectorised() -> bool:
+    """Whether the int8 strategies run vector kernels at the active SIMD level (AVX-512 only)."""
+    return _native.simd_level() == "avx512"
 
 
 def predicted_ns(strategy: str, enc: EncodedWeight, batch: int) -> float:

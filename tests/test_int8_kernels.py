@@ -222,9 +222,35 @@ def test_int8_tiles_refuse_more_than_four_bits(encoded):
 def test_auto_int8_picks_only_strategies_that_run(encoded):
     from sparsecodec.matmul import candidate_strategies, choose_strategy
 
-    for enc in encoded:
-        for batch in (1, 8, 64, 512):
-            assert choose_strategy(enc, batch) in candidate_strategies(enc, "auto")
-            assert choose_strategy(enc, batch, "auto_int8") in candidate_strategies(enc, "auto_int8")
-        assert ("int8_tiles" in candidate_strategies(enc, "auto_int8")) == (enc.bits <= 4)
-        assert not {"lut_int8", "int8_tiles"} & set(candidate_strategies(enc, "auto"))
+    levels = available_simd_levels()
+    try:
+        for level in levels:
+            sc.set_simd_level(level)
+            for enc in encoded:
+                for batch in (1, 8, 64, 512):
+                    assert choose_strategy(enc, batch) in candidate_strategies(enc, "auto")
+                    assert choose_strategy(enc, batch, "auto_int8") in candidate_strategies(enc, "auto_int8")
+                int8 = {"lut_int8", "int8_tiles"} & set(candidate_strategies(enc, "auto_int8"))
+                # the int8 kernels are vector code on AVX-512 only; below it auto_int8 picks as auto does
+                assert int8 == ({"lut_int8", "int8_tiles"} if enc.bits <= 4 else {"lut_int8"}) if level == "avx512" else not int8
+                assert not {"lut_int8", "int8_tiles"} & set(candidate_strategies(enc, "auto"))
+    finally:
+        sc.set_simd_level(levels[-1])
+
+
+def test_auto_int8_choice_follows_the_simd_level(encoded):
+    """A choice remembered at one level is not reused at another (the int8 candidates differ)."""
+    from sparsecodec.matmul import choose_strategy
+
+    levels = available_simd_levels()
+    if "avx512" not in levels:
+        pytest.skip("needs an AVX-512 CPU")
+    enc = next(e for e in encoded if e.bits <= 4)
+    try:
+        sc.set_simd_level("avx512")
+        picks = {choose_strategy(enc, batch, "auto_int8") for batch in (1, 512)}
+        assert picks & {"lut_int8", "int8_tiles"}
+        sc.set_simd_level("avx2")
+        assert not {choose_strategy(enc, batch, "auto_int8") for batch in (1, 512)} & {"lut_int8", "int8_tiles"}
+    finally:
+        sc.set_simd_level(levels[-1])
