@@ -96,6 +96,8 @@ void rows_qm(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t b1
     // the remaining lanes (fewer than kWide) in one pass, so that they share each block's indices too;
     // the min only keeps the unreachable cases from instantiating passes wider than kWide
     switch (b1 - b) {
+        case 7: return rows_ql<Q, std::min(7, kWide), MASKED>(w, t, b, rb0, rb1, out);
+        case 6: return rows_ql<Q, std::min(6, kWide), MASKED>(w, t, b, rb0, rb1, out);
         case 5: return rows_ql<Q, std::min(5, kWide), MASKED>(w, t, b, rb0, rb1, out);
         case 4: return rows_ql<Q, std::min(4, kWide), MASKED>(w, t, b, rb0, rb1, out);
         case 3: return rows_ql<Q, std::min(3, kWide), MASKED>(w, t, b, rb0, rb1, out);
