@@ -26,7 +26,7 @@ from scipy.optimize import nnls
 
 import sparsecodec as sc
 from sparsecodec import cost_model
-from sparsecodec.matmul import candidate_strategies
+from sparsecodec.matmul import candidate_strategies, int8_kernels_vectorised
 
 SHAPES = [(384, 384), (1536, 384), (384, 1536), (1024, 1024), (4096, 4096)]
 CONFIGS = [(0.9, 1, None), (0.5, 2, None), (0.5, 4, 128), (0.0, 4, 128), (0.0, 8, 128)]
@@ -140,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small layers; prints the fit, keeps the table")
     args = parser.parse_args(argv)
+    if not int8_kernels_vectorised():
+        # the table must cover the int8 strategies, which are candidates only at the AVX-512 level
+        print(f"the cost model is fitted at the AVX-512 level; this run has {sc.build_info()['simd_active']}",
+              file=sys.stderr)
+        return 1
     shapes, configs, batches = QUICK if args.quick else (SHAPES, CONFIGS, BATCHES)
     samples = measure(shapes, configs, batches)
     strategies = fit(samples)

@@ -39,7 +39,7 @@ import torch
 from readme_tables import write_results, write_section
 
 import sparsecodec as sc
-from sparsecodec.matmul import cache_nbytes, choose_strategy
+from sparsecodec.matmul import cache_nbytes, choose_strategy, int8_kernels_vectorised
 from sparsecodec.nn import SQLinear
 
 #: (sparsity, bits, group size)
@@ -250,6 +250,9 @@ def run(argv: list[str] | None, doc: str, measure_one, make_table, name: str, ro
     p.add_argument("--rounds", type=int, default=rounds)
     p.add_argument("--no-write", action="store_true", help="print only; leave bench/README.md alone")
     a = p.parse_args(argv)
+    if not int8_kernels_vectorised():
+        print("note: no AVX-512 here, so the int8 strategies are not candidates: 'ours' runs exact kernels",
+              file=sys.stderr)
     threads = sc.build_info()["threads"]
     torch.set_num_threads(threads)
     shapes = QUICK_SHAPES[:1] if a.quick and shapes else QUICK_SHAPES if a.quick else shapes or SHAPES

@@ -50,7 +50,7 @@ from . import _native, cost_model
 from .formats.xor_codec import EncodedWeight, native_weight
 from .options import AUTO_STRATEGIES, STRATEGIES
 
-#: batch sizes whose strategy choice each weight remembers
+#: strategy choices (per auto mode, batch size and SIMD level) each weight remembers
 MAX_REMEMBERED_CHOICES = 256
 TILE_FLOATS = 1 << 20  # decoded tile of the dense strategy (and SQConv2d's decoded convolution): 4 MiB
 
@@ -59,7 +59,8 @@ def matmul(x: Any, enc: EncodedWeight, *, strategy: str = "auto") -> np.ndarray:
     """``x @ decode(enc).T`` for float x of shape (batch, in) or (in,); returns float32.
 
     ``strategy="auto"`` (default) picks among the exact strategies; ``"auto_int8"`` may also pick
-    the int8-table kernel (see the module docstring for its error bound)."""
+    the int8 kernels where they run as AVX-512 code (see the module docstring for their error
+    bounds)."""
     if not isinstance(enc, EncodedWeight):
         raise TypeError(f"matmul expects an EncodedWeight, got {type(enc).__name__}")
     arr = np.asarray(x)
@@ -257,9 +258,9 @@ def clear_caches(enc: EncodedWeight) -> None:
 def choose_strategy(enc: EncodedWeight, batch: int, auto: str = "auto") -> str:
     """The strategy expected to be fastest for this weight and batch size by the fitted cost model
     (:mod:`sparsecodec.cost_model`): among the exact strategies for ``auto="auto"``, and the int8
-    ones as well for ``"auto_int8"``. Remembered per weight and batch size: a model calls its layers
-    with a few batch sizes over and over, and the model's prediction costs as much as a small
-    layer's product."""
+    ones as well for ``"auto_int8"`` at the AVX-512 level. Remembered per weight, batch size and SIMD
+    level: a model calls its layers with a few batch sizes over and over, and the model's prediction
+    costs as much as a small layer's product."""
     memo = enc._strategy_choices
     if memo is None:
         memo = enc._strategy_choices = {}

@@ -42,7 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="minilm (the default): load the pretrained sentence encoder all-MiniLM-L6-v2 offline, "
         "calibrate and compress it with GPTQ to 4 bits, and report bits per weight per layer, the cosine of "
         "its sentence embeddings to the dense model's beside torch's dynamic int8 and round-to-nearest int4, "
-        "the size of each, and a PNG figure; the compressed file is saved, loaded into a fresh model and "
+        "the size and forward time of each (on AVX-512 CPUs also the compressed model on the int8 kernels), "
+        "and a PNG figure; the compressed file is saved, loaded into a fresh model and "
         "checked. digits: train a small CNN on scikit-learn's digits (cached in the output folder), fine-tune "
         f"it briefly with DeepTwist and compress it. Both need the demo extra: {INSTALL}.",
     )

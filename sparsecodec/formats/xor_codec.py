@@ -157,7 +157,7 @@ class EncodedWeight:
     _lut_int8: Any = field(default=None, init=False, repr=False, compare=False)  # see sparsecodec.matmul
     _int8_tiles: Any = field(default=None, init=False, repr=False, compare=False)  # see sparsecodec.matmul
     _native: Any = field(default=None, init=False, repr=False, compare=False)  # the kernels' checked view
-    # (auto strategy, batch) -> what sparsecodec.matmul.choose_strategy picked
+    # (auto strategy, batch, SIMD level) -> what sparsecodec.matmul.choose_strategy picked
     _strategy_choices: Any = field(default=None, init=False, repr=False, compare=False)
     # strategy -> the call that runs it, its caches bound (see sparsecodec.matmul.runner)
     _runners: Any = field(default=None, init=False, repr=False, compare=False)

@@ -353,7 +353,7 @@ class SQConv2d(_CompressedStreams):
 
 def set_strategy(model: torch.nn.Module, strategy: str) -> int:
     """Set the matmul strategy of every compressed layer of ``model`` (e.g. ``"auto_int8"`` for the
-    int8-table kernels); returns how many layers were changed."""
+    int8 kernels, on AVX-512 CPUs); returns how many layers were changed."""
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     layers = [m for m in model.modules() if isinstance(m, (SQLinear, SQConv2d))]
