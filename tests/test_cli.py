@@ -240,7 +240,8 @@ def test_minilm_demo_end_to_end_then_inspect_its_file(tmp_path):
     assert set(rows) == set(names.values()), text
     ours, rtn = float(rows[names["ours"]][4]), float(rows[names["rtn"]][4])
     assert rows[names["dense"]][4] == "1.0000" and 0.95 < ours <= 1.0 and ours > rtn  # calibration pays
-    assert abs(float(rows[names["int8 mode"]][4]) - ours) < 0.01  # the int8 kernels: activations rounded, little else
+    if "int8 mode" in names:  # the int8 kernels: activations rounded, little else
+        assert abs(float(rows[names["int8 mode"]][4]) - ours) < 0.01
     assert float(rows[names["ours"]][3]) < 4.5  # bits/weight over every matrix
 
     inspected = run_script("inspect", str(model_file))
