@@ -13,13 +13,11 @@
 #include <algorithm>
 
 #include "int8_tiles.h"
-#include "vnni_avx512.h"
+#include "int8_avx512.h"
 
 namespace sc {
 
 namespace {
-
-constexpr uintptr_t kPrefetchBytes = 8192;  // how far ahead of the block in use its successors are fetched
 
 // The tile's 64 rows (four zmm per step) for batch lanes [b0, b0 + NB), NB <= 4: 16 accumulators,
 // and each broadcast of a lane's four x bytes feeds four VPDPBUSD. On Zen 4 a broadcast load takes a
@@ -142,9 +140,7 @@ void decode_int8_tile_avx512(const LutInt8Weight& w, const Int8TileValues& v, in
                 // transpose is 8 bytes, one per column: the bit pattern, with bit 7 set where the
                 // weight is pruned (VPSHUFB then yields 0).
                 const uint32_t* words = w.block(rb, cb);
-                // as in the int8-table kernel: the blocks are read in memory order, fetched ahead
-                const uintptr_t ahead = reinterpret_cast<uintptr_t>(words) + kPrefetchBytes;
-                for (int p = 0; p <= w.q; ++p) _mm_prefetch(reinterpret_cast<const char*>(ahead + 64 * p), _MM_HINT_T0);
+                prefetch_ahead(words, 1 + w.q);
                 const __m512i pruned = _mm512_ternarylogic_epi32(zero, zero, _mm512_loadu_si512(words), 0x55);
                 __m512i plane[kTileMaxBits];
                 for (int p = 0; p < kTileMaxBits; ++p)

@@ -16,14 +16,13 @@
 #include <algorithm>
 
 #include "lut_int8.h"
-#include "vnni_avx512.h"
+#include "int8_avx512.h"
 
 namespace sc {
 
 namespace {
 
 constexpr int kIndexOr = 0xEA;  // ternary logic (a & b) | c
-constexpr uintptr_t kPrefetchBytes = 8192;  // how far ahead of the block in use its successors are fetched
 
 // Lanes [b0, b0 + L) on row blocks [rb0, rb1): the indices of a block are built once and looked up
 // in every lane's tables; y lives in `out` between scale groups.
@@ -44,13 +43,7 @@ void rows_ql(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t rb
             const int64_t cb1 = std::min(w.col_blocks, (g + 1) * w.group_blocks);
             for (int64_t cb = g * w.group_blocks; cb < cb1; ++cb) {
                 const uint32_t* words = w.block(rb, cb);
-                // The blocks are contiguous in the order this loop reads them (row block by row
-                // block), but at batch 1 a block's lookups take about as long as fetching it from
-                // memory, and the hardware prefetcher does not run far enough ahead to overlap the
-                // two: fetch the block kPrefetchBytes ahead (a hint; past the end it is dropped).
-                const uintptr_t ahead = reinterpret_cast<uintptr_t>(words) + kPrefetchBytes;
-                #pragma GCC unroll 16
-                for (int p = 0; p <= Q; ++p) _mm_prefetch(reinterpret_cast<const char*>(ahead + 64 * p), _MM_HINT_T0);
+                prefetch_ahead(words, 1 + Q);  // the block's mask and planes, a cache line each
                 const __m512i m = MASKED ? _mm512_loadu_si512(words) : _mm512_setzero_si512();
                 __m512i lo[Q + 1], hi[Q + 1];
                 constexpr int first = MASKED ? 0 : 1;
