@@ -20,9 +20,9 @@ int64_t padded_cols(const LutInt8Weight& w) { return w.col_blocks * kLut8Cols; }
 inline int pattern_at(const LutInt8Weight& w, int64_t r, int64_t c, bool& kept) {
     const uint32_t* words = w.block(r / kLut8Rows, c / kLut8Cols) + r % kLut8Rows;
     const int t = int(c % kLut8Cols);
-    kept = (words[0] >> t) & 1u;
+    kept = w.all_kept ? c < w.cols : (words[0] >> t) & 1u;
     int code = 0;
-    for (int p = 0; p < w.q; ++p) code |= int((words[(1 + p) * kLut8Rows] >> t) & 1u) << p;
+    for (int p = 0; p < w.q; ++p) code |= int((LutInt8Weight::plane_words(words, w.mask_planes(), p)[0] >> t) & 1u) << p;
     return code;
 }
 
@@ -53,9 +53,8 @@ void build_int8_tile_values(const LutInt8Weight& w, Int8TileValues& out) {
     for (int64_t r = 0; r < w.rows; ++r) errors.run([&] {
         for (int64_t g = 0; g < w.groups; ++g) {
             // the dequantised value of every pattern (dequant.h's formula)
-            const float* sc = w.group_scales(r / kLut8Rows, g) + r % kLut8Rows;
             float alpha[kTileMaxBits + 1], values[16];
-            for (int p = 0; p <= q; ++p) alpha[p] = sc[p * kLut8Rows];  // alpha_0 .. alpha_{q-1}, beta
+            for (int p = 0; p <= q; ++p) alpha[p] = w.scale(r / kLut8Rows, g, p, r % kLut8Rows);  // alpha_0 .. alpha_{q-1}, beta
             pattern_values(alpha, w.offsets ? alpha + q : nullptr, q, values);
             float peak = 0.0f;
             for (int k = 0; k < (1 << q); ++k) peak = std::max(peak, std::fabs(values[k]));

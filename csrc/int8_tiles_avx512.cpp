@@ -132,19 +132,24 @@ void decode_int8_tile_avx512(const LutInt8Weight& w, const Int8TileValues& v, in
             const int8_t* tables = v.block_tables(rb, g);
             __m512i table[4];
             for (int m = 0; m < 4; ++m) table[m] = _mm512_loadu_si512(tables + 64 * m);
-            const int64_t cb1 = std::min(w.col_blocks, (g + 1) * w.group_blocks);
-            for (int64_t cb = g * w.group_blocks; cb < cb1; ++cb) {
+            const uint32_t* words = w.group_start(rb, g);
+            const int64_t cb0 = g * w.group_blocks, cb1 = cb0 + w.group_block_count(g);
+            for (int64_t cb = cb0; cb < cb1; ++cb, words += w.block_words()) {
                 // Byte i of a block's zmm (mask or plane) is byte i % 4 of row i / 4's word: a
                 // 128-bit lane L holds rows 4L .. 4L + 3. Unpacks gather, per row and byte k (8
                 // columns), the qword (not kept, 0, 0, 0, plane 3, plane 2, plane 1, plane 0), whose
                 // transpose is 8 bytes, one per column: the bit pattern, with bit 7 set where the
                 // weight is pruned (VPSHUFB then yields 0).
-                const uint32_t* words = w.block(rb, cb);
-                prefetch_ahead(words, 1 + w.q);
-                const __m512i pruned = _mm512_ternarylogic_epi32(zero, zero, _mm512_loadu_si512(words), 0x55);
+                prefetch_ahead(words, int(w.block_words() / kLut8Rows));
+                // without a mask (every weight kept) only the columns past the weight's end count as
+                // pruned: their x bytes are 128 and their values must be 0
+                const __m512i pruned = !w.all_kept ? _mm512_ternarylogic_epi32(zero, zero, _mm512_loadu_si512(words), 0x55)
+                                       : cb + 1 < w.col_blocks || w.cols % kLut8Cols == 0
+                                           ? zero
+                                           : _mm512_set1_epi32(int32_t(~((uint32_t(1) << (w.cols % kLut8Cols)) - 1u)));
                 __m512i plane[kTileMaxBits];
                 for (int p = 0; p < kTileMaxBits; ++p)
-                    plane[p] = p < w.q ? _mm512_loadu_si512(words + (1 + p) * kLut8Rows) : zero;
+                    plane[p] = p < w.q ? _mm512_loadu_si512(LutInt8Weight::plane_words(words, w.mask_planes(), p)) : zero;
                 const __m512i p32_lo = _mm512_unpacklo_epi8(plane[3], plane[2]), p32_hi = _mm512_unpackhi_epi8(plane[3], plane[2]);
                 const __m512i p10_lo = _mm512_unpacklo_epi8(plane[1], plane[0]), p10_hi = _mm512_unpackhi_epi8(plane[1], plane[0]);
                 const __m512i n_lo = _mm512_unpacklo_epi8(pruned, zero), n_hi = _mm512_unpackhi_epi8(pruned, zero);
@@ -170,6 +175,7 @@ void decode_int8_tile_avx512(const LutInt8Weight& w, const Int8TileValues& v, in
                     for (int d = 0; d < 4; ++d) _mm512_store_si512(dst + (cb * 8 + 4 * h + d) * kStep, out[d]);
                 }
             }
+            prefetch_ahead(words, 1 + w.q);  // the group's scales (not read here) sit in the blocks' stream
         }
     }
 }

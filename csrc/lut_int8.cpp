@@ -29,36 +29,39 @@ void build_lut_int8_weight(const MatmulWeight& w, LutInt8Weight& out) {
     out.offsets = w.scales.offsets != nullptr;
     DecodedBits decoded;
     decode_all_bits(w, decoded);
-    out.bits.assign(size_t(out.row_blocks * out.col_blocks * (1 + q) * kLut8Rows), 0u);
-    out.scales.assign(size_t(out.row_blocks * out.groups * (q + 1) * kLut8Rows), 0.0f);
+    const int64_t total = w.rows * w.cols;
+    int64_t kept = 0;
+    for (int64_t i = 0; i < total / 64; ++i) kept += popcount64(decoded.mask[size_t(i)]);
+    if (total % 64) kept += popcount64(decoded.mask[size_t(total / 64)] & ((uint64_t(1) << (total % 64)) - 1));
+    out.all_kept = kept == total;
+    const int mask_planes = out.mask_planes();
+    out.words.assign(size_t(out.row_blocks * out.row_block_words()), 0u);
     ExceptionCollector errors;
 #pragma omp parallel for num_threads(max_threads()) schedule(static)
     for (int64_t rb = 0; rb < out.row_blocks; ++rb) errors.run([&] {
         for (int64_t i = 0; i < kLut8Rows; ++i) {
             const int64_t r = rb * kLut8Rows + i;
             if (r >= w.rows) break;
-            for (int64_t cb = 0; cb < out.col_blocks; ++cb) {
-                const int64_t c0 = cb * kLut8Cols;
-                const int width = int(std::min<int64_t>(kLut8Cols, w.cols - c0));
-                uint32_t* dst = out.bits.data() + ((rb * out.col_blocks + cb) * (1 + q)) * kLut8Rows + i;
-                dst[0] = uint32_t(read_bits(decoded.mask.data(), r * w.cols + c0, width));
-                for (int p = 0; p < q; ++p)
-                    dst[(1 + p) * kLut8Rows] = uint32_t(read_bits(decoded.planes[size_t(p)].data(), r * w.cols + c0, width));
-            }
             for (int64_t g = 0; g < out.groups; ++g) {
-                float* dst = out.scales.data() + ((rb * out.groups + g) * (q + 1)) * kLut8Rows + i;
+                uint32_t* group = out.group_start(rb, g);
+                const int64_t blocks = out.group_block_count(g);
+                for (int64_t k = 0; k < blocks; ++k) {
+                    const int64_t c0 = (g * out.group_blocks + k) * kLut8Cols;
+                    const int width = int(std::min<int64_t>(kLut8Cols, w.cols - c0));
+                    uint32_t* dst = group + k * out.block_words() + i;
+                    if (mask_planes) dst[0] = uint32_t(read_bits(decoded.mask.data(), r * w.cols + c0, width));
+                    for (int p = 0; p < q; ++p)
+                        dst[(mask_planes + p) * kLut8Rows] = uint32_t(read_bits(decoded.planes[size_t(p)].data(), r * w.cols + c0, width));
+                }
+                uint32_t* dst = group + blocks * out.block_words() + i;
                 const float* alpha = w.scales.alpha(r, g);
-                for (int p = 0; p < q; ++p) dst[p * kLut8Rows] = alpha[p];
+                for (int p = 0; p < q; ++p) dst[p * kLut8Rows] = bits_of_float(alpha[p]);
                 const float* beta = w.scales.beta(r, g);
-                dst[q * kLut8Rows] = beta ? *beta : 0.0f;
+                dst[q * kLut8Rows] = bits_of_float(beta ? *beta : 0.0f);
             }
         }
     });
     errors.rethrow();
-    int64_t kept = 0;
-    for (int64_t blk = 0; blk < out.row_blocks * out.col_blocks; ++blk)
-        for (int64_t i = 0; i < kLut8Rows; ++i) kept += popcount64(out.bits[size_t(blk * (1 + q) * kLut8Rows + i)]);
-    out.all_kept = kept == w.rows * w.cols;
 }
 
 void int8_tables_lane_scalar(const LutInt8Weight& w, const float* x, int8_t* lane, float* scale, int32_t* full) {
@@ -124,24 +127,25 @@ void lane_rows_scalar(const LutInt8Weight& w, const Int8Tables& t, int64_t lane,
                 for (int64_t cb = g * w.group_blocks; cb < cb1; ++cb) {
                     const uint32_t* words = w.block(rb, cb) + i;
                     const int8_t* tab = tables + cb * kLut8TableBytes;
-                    const uint32_t m = words[0];
+                    // all kept: every bit set, also past the last column, whose table entries add 0
+                    const uint32_t m = w.all_kept ? ~0u : words[0];
                     for (int c = 0; c < 8; ++c) {
                         const int8_t* tc = tab + (c & 1) * 64 + (c / 2) * 16;
                         acc_m += tc[(m >> (4 * c)) & 15u];
-                        for (int p = 0; p < q; ++p) acc[p] += tc[((m & words[(1 + p) * kLut8Rows]) >> (4 * c)) & 15u];
+                        for (int p = 0; p < q; ++p)
+                            acc[p] += tc[((m & LutInt8Weight::plane_words(words, w.mask_planes(), p)[0]) >> (4 * c)) & 15u];
                     }
                 }
                 const float s = lane_scales[g];
-                const float* sc = w.group_scales(rb, g) + i;
                 for (int p = 0; p < q; ++p) {
                     float v = float(2 * acc[p] - acc_m);
                     v = v * s;
-                    v = v * sc[p * kLut8Rows];
+                    v = v * w.scale(rb, g, p, i);
                     y = y + v;
                 }
                 float v = float(acc_m);
                 v = v * s;
-                v = v * sc[q * kLut8Rows];
+                v = v * w.scale(rb, g, q, i);
                 y = y + v;
             }
             out[r] = y;

@@ -15,16 +15,23 @@
 //
 // The weight is kept in the kernel's order (LutInt8Weight): per block of 16 rows and 32 columns, the
 // mask then each plane as 16 little-endian 32-bit words, word i = row 16 rb + i, bit t = column
-// 32 cb + t; byte k of a word holds column groups 2k (low nibble) and 2k + 1 (high nibble). A lane's
+// 32 cb + t; byte k of a word holds column groups 2k (low nibble) and 2k + 1 (high nibble). A row
+// block's scale groups follow each other, each its blocks and then its scales, so that the kernels
+// read one stream in memory order: at batch 1 a separate stream of scales (a fifth of the bytes at
+// q = 4 and 128-column groups) made a layer read from memory about 30 % slower. A lane's
 // tables per 32-column block are 128 bytes: 64 bytes holding the tables of column groups 0, 2, 4, 6
 // (16 bytes each), then 64 holding groups 1, 3, 5, 7, which is the order the AVX-512 kernel's VPERMB
-// lookups index. Rows and columns past the weight's end are padded with cleared mask bits.
+// lookups index. Rows and columns past the weight's end are padded with cleared bits (mask and
+// planes); where every weight is kept and the blocks hold no mask, the columns past the end need
+// nothing in the table kernel (their table entries add 0) and the int8-tile decode zeroes them.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
+#include "aligned_vector.h"
 #include "matmul_tile.h"
 
 namespace sc {
@@ -38,6 +45,17 @@ constexpr int64_t kLut8TableBytes = 128;  // a lane's tables for one column bloc
 inline float int8_inverse(float peak) { return peak > 0.0f ? 127.0f / peak : 0.0f; }
 inline int8_t clamp_int8(long v) { return int8_t(std::max(-127L, std::min(127L, v))); }
 
+inline float float_of_bits(uint32_t b) {
+    float f;
+    std::memcpy(&f, &b, sizeof f);
+    return f;
+}
+inline uint32_t bits_of_float(float f) {
+    uint32_t b;
+    std::memcpy(&b, &f, sizeof b);
+    return b;
+}
+
 struct LutInt8Weight {
     int64_t rows = 0, cols = 0;
     int q = 1;
@@ -45,19 +63,40 @@ struct LutInt8Weight {
     int64_t groups = 1;            // scale groups per row
     int64_t group_blocks = 1;      // column blocks per scale group
     bool offsets = false;
-    // every weight kept: S[m] is then the all-ones entry of each table, and the AVX-512 kernel skips
-    // the mask's lookups (the scalar one looks them up, to the same integers)
+    // every weight kept: S[m] is then the all-ones entry of each table, the AVX-512 kernel skips the
+    // mask's lookups (the scalar one looks up the all-ones mask, to the same integers), and the blocks
+    // leave the mask's words out (a sixth of the bytes at q = 4)
     bool all_kept = false;
-    std::vector<uint32_t> bits;    // [row_block][col_block][1 + q][16]: mask, then planes 0 .. q-1
-    std::vector<float> scales;     // [row_block][group][q + 1][16]: alpha_0 .. alpha_{q-1}, beta (or 0)
+    // [row_block][group]: the group's blocks, [block][mask_planes() + q][16] words (the mask unless
+    // all_kept, then planes 0 .. q-1), then its scales, [q + 1][16] floats (alpha_0 .. alpha_{q-1},
+    // beta or 0) held as their bits
+    AlignedVector<uint32_t> words;
 
+    int mask_planes() const { return all_kept ? 0 : 1; }
+    int64_t block_words() const { return (mask_planes() + q) * kLut8Rows; }
+    // the 16 words of plane p (p = -1: the mask, which only a weight with pruned positions has)
+    static const uint32_t* plane_words(const uint32_t* block, int mask_planes, int p) { return block + (mask_planes + p) * kLut8Rows; }
+    int64_t scale_words() const { return (q + 1) * kLut8Rows; }
+    // the column blocks of group g (the last group may have fewer)
+    int64_t group_block_count(int64_t g) const { return std::min(col_blocks, (g + 1) * group_blocks) - g * group_blocks; }
+    int64_t row_block_words() const { return col_blocks * block_words() + groups * scale_words(); }
+    // the first block of group g in row block rb; its blocks follow each other, then its scales
+    const uint32_t* group_start(int64_t rb, int64_t g) const {
+        return words.data() + rb * row_block_words() + g * (group_blocks * block_words() + scale_words());
+    }
+    uint32_t* group_start(int64_t rb, int64_t g) {
+        return words.data() + rb * row_block_words() + g * (group_blocks * block_words() + scale_words());
+    }
     const uint32_t* block(int64_t rb, int64_t cb) const {
-        return bits.data() + ((rb * col_blocks + cb) * (1 + q)) * kLut8Rows;
+        const int64_t g = cb / group_blocks;
+        return group_start(rb, g) + (cb - g * group_blocks) * block_words();
     }
-    const float* group_scales(int64_t rb, int64_t g) const {
-        return scales.data() + ((rb * groups + g) * (q + 1)) * kLut8Rows;
+    // the scales of row block rb and group g: word p * 16 + i holds plane p's (p = q: beta's) of row i
+    const uint32_t* group_scales(int64_t rb, int64_t g) const {
+        return group_start(rb, g) + group_block_count(g) * block_words();
     }
-    int64_t nbytes() const { return int64_t(bits.size() * sizeof(uint32_t) + scales.size() * sizeof(float)); }
+    float scale(int64_t rb, int64_t g, int p, int64_t i) const { return float_of_bits(group_scales(rb, g)[p * kLut8Rows + i]); }
+    int64_t nbytes() const { return int64_t(words.size() * sizeof(uint32_t)); }
 };
 
 // A batch's int8 tables: [lane][col_block][128] entries and [lane][group] scales.

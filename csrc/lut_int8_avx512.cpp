@@ -40,16 +40,17 @@ void rows_ql(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t rb
             for (int l = 0; l < L; ++l)
                 #pragma GCC unroll 16
                 for (int p = 0; p <= Q; ++p) acc[l][p] = _mm512_setzero_si512();
-            const int64_t cb1 = std::min(w.col_blocks, (g + 1) * w.group_blocks);
-            for (int64_t cb = g * w.group_blocks; cb < cb1; ++cb) {
-                const uint32_t* words = w.block(rb, cb);
-                prefetch_ahead(words, 1 + Q);  // the block's mask and planes, a cache line each
+            const uint32_t* words = w.group_start(rb, g);
+            const int64_t cb0 = g * w.group_blocks, cb1 = cb0 + w.group_block_count(g);
+            constexpr int first = MASKED ? 0 : 1;  // without pruned weights the blocks hold no mask
+            constexpr int block_words = (Q + 1 - first) * kLut8Rows;
+            for (int64_t cb = cb0; cb < cb1; ++cb, words += block_words) {
+                prefetch_ahead(words, Q + 1 - first);  // the block's mask and planes, a cache line each
                 const __m512i m = MASKED ? _mm512_loadu_si512(words) : _mm512_setzero_si512();
                 __m512i lo[Q + 1], hi[Q + 1];
-                constexpr int first = MASKED ? 0 : 1;
                 #pragma GCC unroll 16
                 for (int p = first; p <= Q; ++p) {
-                    const __m512i plane = _mm512_loadu_si512(words + p * kLut8Rows);
+                    const __m512i plane = _mm512_loadu_si512(words + (p - first) * kLut8Rows);
                     const __m512i v = !MASKED ? plane : p == 0 ? m : _mm512_and_si512(m, plane);
                     lo[p] = _mm512_ternarylogic_epi32(v, low_nibble, slot, kIndexOr);
                     hi[p] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(v, 4), low_nibble, slot, kIndexOr);
@@ -65,7 +66,9 @@ void rows_ql(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t rb
                     }
                 }
             }
-            const float* sc = w.group_scales(rb, g);
+            // the group's scales follow its blocks in the stream: fetched ahead as the blocks are
+            const float* sc = reinterpret_cast<const float*>(words);
+            prefetch_ahead(sc, Q + 1);
             #pragma GCC unroll 16
             for (int l = 0; l < L; ++l) {
                 float* y_out = out + (b0 + l) * w.rows + r0;

@@ -46,6 +46,8 @@ CASES = [
     # two tiles of 64 rows and a ragged third, offsets on a uniform grid, a low-rank mask
     ((150, 160), 0.5, 4, {"group_size": 32, "method": "uniform"}),
     ((70, 96), 0.6, 2, {"mask_format": "lowrank", "rank": 3, "tile": (32, 32)}),
+    # every weight kept (the cached blocks hold no mask) and a ragged last block of 4 columns
+    ((70, 100), 0.0, 3, {}),
 ]
 
 
