@@ -75,7 +75,7 @@ struct LutInt8Weight {
 
     int mask_planes() const { return all_kept ? 0 : 1; }
     int64_t block_words() const { return (mask_planes() + q) * kLut8Rows; }
-    // the 16 words of plane p (p = -1: the mask, which only a weight with pruned positions has)
+    // the 16 words of plane p in a block (after the mask's, if the blocks hold a mask)
     static const uint32_t* plane_words(const uint32_t* block, int mask_planes, int p) { return block + (mask_planes + p) * kLut8Rows; }
     int64_t scale_words() const { return (q + 1) * kLut8Rows; }
     // the column blocks of group g (the last group may have fewer)
