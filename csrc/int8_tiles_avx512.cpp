@@ -142,7 +142,8 @@ void decode_int8_tile_avx512(const LutInt8Weight& w, const Int8TileValues& v, in
                 // weight is pruned (VPSHUFB then yields 0).
                 prefetch_ahead(words, int(w.block_words() / kLut8Rows));
                 // without a mask (every weight kept) only the columns past the weight's end count as
-                // pruned: their x bytes are 128 and their values must be 0
+                // pruned: their x bytes are 128 and their values must be 0 (rows past the end need
+                // no flag: their tables in Int8TileValues are all 0)
                 const __m512i pruned = !w.all_kept ? _mm512_ternarylogic_epi32(zero, zero, _mm512_loadu_si512(words), 0x55)
                                        : cb + 1 < w.col_blocks || w.cols % kLut8Cols == 0
                                            ? zero

@@ -168,7 +168,7 @@ void lut_int8_matmul(const LutInt8Weight& w, const float* x, int64_t batch, floa
     // lanes) stay in cache.
     const int64_t per_task = std::max<int64_t>(1, std::min<int64_t>(16, w.row_blocks / (4 * max_threads())));
     const int64_t row_tasks = ceil_div(w.row_blocks, per_task);
-    const int64_t work = w.rows * w.cols * (1 + w.q) * batch / 32;
+    const int64_t work = w.rows * w.cols * (w.mask_planes() + w.q) * batch / 32;
     ExceptionCollector errors;
 #pragma omp parallel for num_threads(work < (int64_t(1) << 13) ? 1 : max_threads()) schedule(dynamic, 1)
     for (int64_t task = 0; task < row_tasks; ++task) errors.run([&] {

@@ -14,17 +14,17 @@
 // / 4) plus (s / 2) |beta| (columns / 4) (documented in sparsecodec.matmul).
 //
 // The weight is kept in the kernel's order (LutInt8Weight): per block of 16 rows and 32 columns, the
-// mask then each plane as 16 little-endian 32-bit words, word i = row 16 rb + i, bit t = column
-// 32 cb + t; byte k of a word holds column groups 2k (low nibble) and 2k + 1 (high nibble). A row
-// block's scale groups follow each other, each its blocks and then its scales, so that the kernels
-// read one stream in memory order (the scales are a fifth of the bytes at q = 4 and 128-column
-// groups; at batch 1, a layer read from memory got about 30 % faster in an experiment that skipped
-// reading them as a separate stream). A lane's
-// tables per 32-column block are 128 bytes: 64 bytes holding the tables of column groups 0, 2, 4, 6
-// (16 bytes each), then 64 holding groups 1, 3, 5, 7, which is the order the AVX-512 kernel's VPERMB
-// lookups index. Rows and columns past the weight's end are padded with cleared bits (mask and
-// planes); where every weight is kept and the blocks hold no mask, the columns past the end need
-// nothing in the table kernel (their table entries add 0) and the int8-tile decode zeroes them.
+// mask (left out when every weight is kept) then each plane as 16 little-endian 32-bit words, word
+// i = row 16 rb + i, bit t = column 32 cb + t; byte k of a word holds column groups 2k (low nibble)
+// and 2k + 1 (high nibble). A row block's scale groups follow each other, each its blocks and then
+// its scales, so that the kernels read one stream in memory order (the scales are a fifth of the
+// bytes at q = 4 and 128-column groups; at batch 1, a layer read from memory got about 30 % faster
+// in an experiment that skipped reading them as a separate stream). A lane's tables per 32-column
+// block are 128 bytes: 64 bytes holding the tables of column groups 0, 2, 4, 6 (16 bytes each), then
+// 64 holding groups 1, 3, 5, 7, which is the order the AVX-512 kernel's VPERMB lookups index. Rows
+// and columns past the weight's end are padded with cleared bits (mask and planes); where every
+// weight is kept and the blocks hold no mask, the columns past the end need nothing in the table
+// kernel (their table entries add 0) and the int8-tile decode zeroes them.
 #pragma once
 
 #include <algorithm>

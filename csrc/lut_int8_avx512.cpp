@@ -45,7 +45,7 @@ void rows_ql(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t rb
             constexpr int first = MASKED ? 0 : 1;  // without pruned weights the blocks hold no mask
             constexpr int block_words = (Q + 1 - first) * kLut8Rows;
             for (int64_t cb = cb0; cb < cb1; ++cb, words += block_words) {
-                prefetch_ahead(words, Q + 1 - first);  // the block's mask and planes, a cache line each
+                prefetch_ahead(words, Q + 1 - first);  // the block's mask (if any) and planes, a line each
                 const __m512i m = MASKED ? _mm512_loadu_si512(words) : _mm512_setzero_si512();
                 __m512i lo[Q + 1], hi[Q + 1];
                 #pragma GCC unroll 16
@@ -66,8 +66,8 @@ void rows_ql(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t rb
                     }
                 }
             }
-            // the group's scales follow its blocks in the stream: fetched ahead as the blocks are
-            const float* sc = reinterpret_cast<const float*>(words);
+            // the group's scales (float bits) follow its blocks in the stream: fetched ahead as they are
+            const uint32_t* sc = words;
             prefetch_ahead(sc, Q + 1);
             #pragma GCC unroll 16
             for (int l = 0; l < L; ++l) {
@@ -79,12 +79,12 @@ void rows_ql(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t rb
                 for (int p = 0; p < Q; ++p) {
                     __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_slli_epi32(acc[l][1 + p], 1), acc_m));
                     v = _mm512_mul_ps(v, s);
-                    v = _mm512_mul_ps(v, _mm512_loadu_ps(sc + p * kLut8Rows));
+                    v = _mm512_mul_ps(v, _mm512_castsi512_ps(_mm512_loadu_si512(sc + p * kLut8Rows)));
                     y = _mm512_add_ps(y, v);
                 }
                 __m512 v = _mm512_cvtepi32_ps(acc_m);
                 v = _mm512_mul_ps(v, s);
-                v = _mm512_mul_ps(v, _mm512_loadu_ps(sc + Q * kLut8Rows));
+                v = _mm512_mul_ps(v, _mm512_castsi512_ps(_mm512_loadu_si512(sc + Q * kLut8Rows)));
                 y = _mm512_add_ps(y, v);
                 _mm512_mask_storeu_ps(y_out, keep, y);
             }

@@ -19,8 +19,9 @@ Four exact strategies (exact up to float32 rounding) and two fast, approximate o
   columns and rounded to int8, one scale per batch row and scale group of the weight
   (``s = max |table entry| / 127``), then looked up 64 at a time from registers (AVX-512 VPERMB)
   and summed in int32 (VPDPBUSD); the weight's bits are cached in the kernel's order, (1 + q) bits
-  per weight (q when every weight is kept) plus the scales, in one stream in memory order. Only the rounding of the tables differs from the exact product: per
-  scale group and 4 columns each entry is off by at most ``s / 2``, so
+  per weight (q when every weight is kept) plus the scales, in one stream in memory order. Only the
+  rounding of the tables differs from the exact product: per scale group and 4 columns each entry is
+  off by at most ``s / 2``, so
   ``|y - y_exact| <= sum over groups of s * (columns / 4) * (1.5 * sum_p |alpha_p| + 0.5 * |beta|)``.
   Needs scale groups of whole rows or multiples of 32 columns.
 * ``"int8_tiles"`` (approximate, computed as torch's dynamic int8 computes, with a scale per scale

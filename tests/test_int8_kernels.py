@@ -123,6 +123,24 @@ def test_cache_is_counted_dropped_and_precision_chooses(encoded):
         sc.matmul(x, enc, strategy="auto_int4")
 
 
+def test_int8_table_cache_is_one_stream_without_a_mask_when_every_weight_is_kept(encoded):
+    # per row block of 16 rows: its 32-column blocks of (mask unless all kept) + q planes, 16 words
+    # each, and (q + 1) x 16 words of scales per scale group
+    checked_all_kept = False
+    for enc in encoded:
+        rows, cols = enc.shape
+        clear_caches(enc)
+        sc.matmul(np.ones((1, cols), np.float32), enc, strategy="lut_int8")
+        all_kept = enc.mask.kept == rows * cols
+        checked_all_kept |= all_kept
+        groups = -(-cols // min(enc.group_size, cols))
+        planes = enc.bits + (0 if all_kept else 1)
+        words = -(-rows // 16) * 16 * (-(-cols // 32) * planes + groups * (enc.bits + 1))
+        assert cache_nbytes(enc) == 4 * words
+        clear_caches(enc)
+    assert checked_all_kept
+
+
 def test_unsupported_groups_are_refused_clearly():
     w = np.random.default_rng(2).standard_normal((8, 64)).astype(np.float32)
     enc = sc.encode(w, sparsity=0.5, bits=2, group_size=16)
