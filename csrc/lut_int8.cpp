@@ -32,7 +32,7 @@ void build_lut_int8_weight(const MatmulWeight& w, LutInt8Weight& out) {
     const int64_t total = w.rows * w.cols;
     int64_t kept = 0;
     for (int64_t i = 0; i < total / 64; ++i) kept += popcount64(decoded.mask[size_t(i)]);
-    if (total % 64) kept += popcount64(decoded.mask[size_t(total / 64)] & ((uint64_t(1) << (total % 64)) - 1));
+    if (total % 64) kept += popcount64(decoded.mask[size_t(total / 64)] & low_mask(int(total % 64)));
     out.all_kept = kept == total;
     const int mask_planes = out.mask_planes();
     out.words.assign(size_t(out.row_blocks * out.row_block_words()), 0u);

@@ -82,12 +82,11 @@ struct LutInt8Weight {
     int64_t group_block_count(int64_t g) const { return std::min(col_blocks, (g + 1) * group_blocks) - g * group_blocks; }
     int64_t row_block_words() const { return col_blocks * block_words() + groups * scale_words(); }
     // the first block of group g in row block rb; its blocks follow each other, then its scales
-    const uint32_t* group_start(int64_t rb, int64_t g) const {
-        return words.data() + rb * row_block_words() + g * (group_blocks * block_words() + scale_words());
+    int64_t group_offset(int64_t rb, int64_t g) const {
+        return rb * row_block_words() + g * (group_blocks * block_words() + scale_words());
     }
-    uint32_t* group_start(int64_t rb, int64_t g) {
-        return words.data() + rb * row_block_words() + g * (group_blocks * block_words() + scale_words());
-    }
+    const uint32_t* group_start(int64_t rb, int64_t g) const { return words.data() + group_offset(rb, g); }
+    uint32_t* group_start(int64_t rb, int64_t g) { return words.data() + group_offset(rb, g); }
     const uint32_t* block(int64_t rb, int64_t cb) const {
         const int64_t g = cb / group_blocks;
         return group_start(rb, g) + (cb - g * group_blocks) * block_words();
