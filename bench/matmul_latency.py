@@ -6,7 +6,8 @@
 Layers: 4096 x 4096 and 11008 x 4096 Gaussian (64 and 172 MiB as float32, past the 32 MiB last-level
 cache), and the three layer shapes of all-MiniLM-L6-v2 (384 x 384, 1536 x 384, 384 x 1536), which fit
 in cache; configs (S = 0.9, q = 1), (S = 0.5, q = 2), (S = 0.5, q = 4, group 128) and (S = 0, q = 4,
-group 128); batches 1, 8, 64, 256 and 512. In one run, in rounds over the implementations (so that a
+group 128), with float16 scales (the compressed layers' default, `SQConfig.scale_dtype`); batches 1,
+8, 64, 256 and 512. In one run, in rounds over the implementations (so that a
 burst of load on this shared machine hits every peer alike), each timed over a few back-to-back calls
 after 50 ms of untimed ones (steady state):
 
@@ -44,6 +45,7 @@ from sparsecodec.nn import SQLinear
 
 #: (sparsity, bits, group size)
 CONFIGS = [(0.9, 1, None), (0.5, 2, None), (0.5, 4, 128), (0.0, 4, 128)]
+SCALE_DTYPE = "float16"  # as SQConfig's default: what a converted model's layers hold
 SHAPES = [(4096, 4096), (11008, 4096), (384, 384), (1536, 384), (384, 1536)]
 QUICK_SHAPES = [(1024, 1024), (1536, 384)]
 BATCHES = [1, 8, 64, 256, 512]
@@ -55,7 +57,7 @@ SLOW_SECONDS = 1.0
 
 
 def encode_config(w: np.ndarray, sparsity: float, bits: int, group: int | None):
-    return sc.encode(w, sparsity=sparsity, bits=bits, group_size=group)
+    return sc.encode(w, sparsity=sparsity, bits=bits, group_size=group, scale_dtype=SCALE_DTYPE)
 
 
 def _peers(w: np.ndarray) -> dict:
@@ -189,7 +191,7 @@ def table(rows: list[dict]) -> str:
         "Median time of ours (SQLinear, strategy auto_int8: int8 tables or int8 tiles, the counterpart of torch's "
         "dynamic int8) and each peer's time divided by ours (> 1: ours is faster); ours exact (strategy auto, "
         "float32) beside it. Errors: relative L2 error of our int8 mode against our exact product, and of torch's "
-        "int8 against dense fp32.",
+        f"int8 against dense fp32. Weights encoded with {SCALE_DTYPE} scales.",
         "",
         "| layer | S, q | batch | ours, ms (strategy) | dense fp32 | int8 dynamic | torch CSR | scipy CSR "
         "| ours exact, ms (strategy) | error ours int8 | error torch int8 | lut_stream, ms |",
@@ -251,8 +253,10 @@ def run(argv: list[str] | None, doc: str, measure_one, make_table, name: str, ro
     p.add_argument("--no-write", action="store_true", help="print only; leave bench/README.md alone")
     a = p.parse_args(argv)
     if not int8_kernels_vectorised():
-        print("note: no AVX-512 here, so the int8 strategies are not candidates: 'ours' runs exact kernels",
-              file=sys.stderr)
+        print(
+            "note: no AVX-512 here, so the int8 strategies are not candidates: 'ours' runs exact kernels",
+            file=sys.stderr,
+        )
     threads = sc.build_info()["threads"]
     torch.set_num_threads(threads)
     shapes = QUICK_SHAPES[:1] if a.quick and shapes else QUICK_SHAPES if a.quick else shapes or SHAPES

@@ -21,7 +21,17 @@ import time
 
 import numpy as np
 import torch
-from matmul_latency import PEERS, WARM_SECONDS, _peers, encode_config, print_ratios, result_row, run, seconds_of
+from matmul_latency import (
+    PEERS,
+    SCALE_DTYPE,
+    WARM_SECONDS,
+    _peers,
+    encode_config,
+    print_ratios,
+    result_row,
+    run,
+    seconds_of,
+)
 
 import sparsecodec as sc
 from sparsecodec.nn import SQLinear
@@ -85,7 +95,8 @@ def table(rows: list[dict]) -> str:
 
     lines = [
         "Median time per layer of ours (SQLinear, strategy auto_int8) over a pass through a stack of K copies, "
-        "and each peer's time divided by ours (> 1: ours is faster); ours exact (strategy auto) beside it.",
+        "and each peer's time divided by ours (> 1: ours is faster); ours exact (strategy auto) beside it. "
+        f"Weights encoded with {SCALE_DTYPE} scales.",
         "",
         "| layer | S, q | stack K | batch | ours, ms per layer | " + " | ".join(PEERS) + " | ours exact, ms |",
         "|---|---|---|---|---|" + "---|" * len(PEERS) + "---|",

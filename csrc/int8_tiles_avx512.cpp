@@ -176,7 +176,7 @@ void decode_int8_tile_avx512(const LutInt8Weight& w, const Int8TileValues& v, in
                     for (int d = 0; d < 4; ++d) _mm512_store_si512(dst + (cb * 8 + 4 * h + d) * kStep, out[d]);
                 }
             }
-            prefetch_ahead(words, 1 + w.q);  // the group's scales (not read here) sit in the blocks' stream
+            prefetch_ahead(words, int(w.scale_words() / kLut8Rows));  // the group's scales (not read here) sit in the blocks' stream
         }
     }
 }

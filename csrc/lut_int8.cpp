@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "bitops.h"
 #include "kernel_table.h"
@@ -14,6 +15,24 @@ namespace sc {
 bool lut_int8_supported(const MatmulWeight& w) {
     return w.scales.group_size >= w.cols || w.scales.group_size % kLut8Cols == 0;
 }
+
+namespace {
+
+// Whether every scale the cache holds (alpha, and beta with offsets) is exactly a float16 value.
+bool scales_are_half(const MatmulWeight& w) {
+    uint16_t h;
+    for (int64_t r = 0; r < w.rows; ++r)
+        for (int64_t g = 0; g < w.scales.groups; ++g) {
+            const float* alpha = w.scales.alpha(r, g);
+            for (int p = 0; p < w.q(); ++p)
+                if (!half_of_float(alpha[p], h)) return false;
+            const float* beta = w.scales.beta(r, g);
+            if (beta != nullptr && !half_of_float(*beta, h)) return false;
+        }
+    return true;
+}
+
+}  // namespace
 
 void build_lut_int8_weight(const MatmulWeight& w, LutInt8Weight& out) {
     if (!lut_int8_supported(w))
@@ -34,6 +53,7 @@ void build_lut_int8_weight(const MatmulWeight& w, LutInt8Weight& out) {
     for (int64_t i = 0; i < total / 64; ++i) kept += popcount64(decoded.mask[size_t(i)]);
     if (total % 64) kept += popcount64(decoded.mask[size_t(total / 64)] & low_mask(int(total % 64)));
     out.all_kept = kept == total;
+    out.half_scales = scales_are_half(w);
     const int mask_planes = out.mask_planes();
     out.words.assign(size_t(out.row_blocks * out.row_block_words()), 0u);
     ExceptionCollector errors;
@@ -53,11 +73,15 @@ void build_lut_int8_weight(const MatmulWeight& w, LutInt8Weight& out) {
                     for (int p = 0; p < q; ++p)
                         dst[(mask_planes + p) * kLut8Rows] = uint32_t(read_bits(decoded.planes[size_t(p)].data(), r * w.cols + c0, width));
                 }
-                uint32_t* dst = group + blocks * out.block_words() + i;
+                uint32_t* scales = out.group_scales(rb, g);
                 const float* alpha = w.scales.alpha(r, g);
-                for (int p = 0; p < q; ++p) dst[p * kLut8Rows] = bits_of_float(alpha[p]);
                 const float* beta = w.scales.beta(r, g);
-                dst[q * kLut8Rows] = bits_of_float(beta ? *beta : 0.0f);
+                for (int p = 0; p < out.scale_rows(); ++p) {
+                    const float v = p < q ? alpha[p] : *beta;
+                    uint16_t h;
+                    if (!out.half_scales) scales[p * kLut8Rows + i] = bits_of_float(v);
+                    else if (half_of_float(v, h)) std::memcpy(reinterpret_cast<char*>(scales) + 2 * (p * kLut8Rows + i), &h, sizeof h);
+                }
             }
         }
     });
@@ -75,7 +99,9 @@ void int8_tables_lane_scalar(const LutInt8Weight& w, const float* x, int8_t* lan
             float v[4];
             for (int i = 0; i < 4; ++i) v[i] = 4 * c + i < w.cols ? x[4 * c + i] : 0.0f;
             float* t = sums.data() + (c - cg0) * 16;
-            subset_sums(v, 4, t);
+            // T[n] = L[n & 3] + H[n >> 2]: the sums of the low and the high column pair
+            const float low[4] = {0.0f, v[0], v[1], v[0] + v[1]}, high[4] = {0.0f, v[2], v[3], v[2] + v[3]};
+            for (int n = 0; n < 16; ++n) t[n] = low[n & 3] + high[n >> 2];
             for (int n = 0; n < 16; ++n) peak = std::max(peak, std::fabs(t[n]));
         }
         const float inv = int8_inverse(peak);
@@ -143,10 +169,12 @@ void lane_rows_scalar(const LutInt8Weight& w, const Int8Tables& t, int64_t lane,
                     v = v * w.scale(rb, g, p, i);
                     y = y + v;
                 }
-                float v = float(acc_m);
-                v = v * s;
-                v = v * w.scale(rb, g, q, i);
-                y = y + v;
+                if (w.offsets) {
+                    float v = float(acc_m);
+                    v = v * s;
+                    v = v * w.scale(rb, g, q, i);
+                    y = y + v;
+                }
             }
             out[r] = y;
         }

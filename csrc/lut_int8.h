@@ -6,8 +6,8 @@
 // the keep-mask m and each sign plane u_p, sum_j m_j w_j x_j = sum_p alpha_p (2 S[m & u_p] - S[m]) +
 // beta S[m] (dequant.h's value model), each S a sum of table entries: exact integers, accumulated in
 // int32. At the end of each scale group, per row:
-//   y = y + ((float(2 acc_p - acc_m) * s) * alpha_p)   for p ascending, then
-//   y = y + ((float(acc_m) * s) * beta)                 (beta = 0 without offsets),
+//   y = y + ((float(2 acc_p - acc_m) * s) * alpha_p)   for p ascending, then, with offsets only,
+//   y = y + ((float(acc_m) * s) * beta),
 // in exactly this order on every SIMD level, so the AVX-512 kernel equals the scalar one bit for bit.
 // The only difference from the exact product is the rounding of the tables: each table entry is off
 // by at most s / 2, so |y - y_exact| <= sum over groups and planes of (3 s / 2) * |alpha_p| * (columns
@@ -17,9 +17,12 @@
 // mask (left out when every weight is kept) then each plane as 16 little-endian 32-bit words, word
 // i = row 16 rb + i, bit t = column 32 cb + t; byte k of a word holds column groups 2k (low nibble)
 // and 2k + 1 (high nibble). A row block's scale groups follow each other, each its blocks and then
-// its scales, so that the kernels read one stream in memory order (the scales are a fifth of the
-// bytes at q = 4 and 128-column groups; at batch 1, a layer read from memory got about 30 % faster
-// in an experiment that skipped reading them as a separate stream). A lane's tables per 32-column
+// its scales, so that the kernels read one stream in memory order (at batch 1, a layer read from
+// memory got about 30 % faster in an experiment that skipped reading the scales as a separate
+// stream). The scales are alpha_0 .. alpha_{q-1} and, only with offsets, beta, 16 each; held as
+// float16 when every one of the weight's scales is a float16 value (float16 scales in the stream),
+// else as float32, padded to whole 64-byte lines, so that every block starts a cache line: at q = 4,
+// 128-column groups and float32 scales they would be a fifth of the bytes, as float16 a tenth. A lane's tables per 32-column
 // block are 128 bytes: 64 bytes holding the tables of column groups 0, 2, 4, 6 (16 bytes each), then
 // 64 holding groups 1, 3, 5, 7, which is the order the AVX-512 kernel's VPERMB lookups index. Rows
 // and columns past the weight's end are padded with cleared bits (mask and planes); where every
@@ -33,6 +36,7 @@
 #include <vector>
 
 #include "aligned_vector.h"
+#include "float16.h"
 #include "matmul_tile.h"
 
 namespace sc {
@@ -68,16 +72,22 @@ struct LutInt8Weight {
     // mask's lookups (the scalar one looks up the all-ones mask, to the same integers), and the blocks
     // leave the mask's words out (a sixth of the bytes at q = 4)
     bool all_kept = false;
+    // every scale a float16 value: the groups' scales are held as float16 bits, two to a word
+    bool half_scales = false;
     // [row_block][group]: the group's blocks, [block][mask_planes() + q][16] words (the mask unless
-    // all_kept, then planes 0 .. q-1), then its scales, [q + 1][16] floats (alpha_0 .. alpha_{q-1},
-    // beta or 0) held as their bits
+    // all_kept, then planes 0 .. q-1), then its scales, [scale_rows()][16] float32 or float16 values
+    // (alpha_0 .. alpha_{q-1}, then beta with offsets) held as their bits, padded to whole 16-word lines
     AlignedVector<uint32_t> words;
 
     int mask_planes() const { return all_kept ? 0 : 1; }
     int64_t block_words() const { return (mask_planes() + q) * kLut8Rows; }
     // the 16 words of plane p in a block (after the mask's, if the blocks hold a mask)
     static const uint32_t* plane_words(const uint32_t* block, int mask_planes, int p) { return block + (mask_planes + p) * kLut8Rows; }
-    int64_t scale_words() const { return (q + 1) * kLut8Rows; }
+    int scale_rows() const { return q + (offsets ? 1 : 0); }
+    int64_t scale_words() const {
+        const int64_t used = scale_rows() * (half_scales ? kLut8Rows / 2 : kLut8Rows);
+        return (used + kLut8Rows - 1) / kLut8Rows * kLut8Rows;
+    }
     // the column blocks of group g (the last group may have fewer)
     int64_t group_block_count(int64_t g) const { return std::min(col_blocks, (g + 1) * group_blocks) - g * group_blocks; }
     int64_t row_block_words() const { return col_blocks * block_words() + groups * scale_words(); }
@@ -91,11 +101,21 @@ struct LutInt8Weight {
         const int64_t g = cb / group_blocks;
         return group_start(rb, g) + (cb - g * group_blocks) * block_words();
     }
-    // the scales of row block rb and group g: word p * 16 + i holds plane p's (p = q: beta's) of row i
+    // the scales of row block rb and group g: value p * 16 + i (a word, or a half-word with
+    // half_scales) holds plane p's (p = q: beta's) of row i
     const uint32_t* group_scales(int64_t rb, int64_t g) const {
         return group_start(rb, g) + group_block_count(g) * block_words();
     }
-    float scale(int64_t rb, int64_t g, int p, int64_t i) const { return float_of_bits(group_scales(rb, g)[p * kLut8Rows + i]); }
+    uint32_t* group_scales(int64_t rb, int64_t g) { return group_start(rb, g) + group_block_count(g) * block_words(); }
+    // plane p's scale of row 16 rb + i in group g; p = q: beta, 0 without offsets
+    float scale(int64_t rb, int64_t g, int p, int64_t i) const {
+        if (p >= scale_rows()) return 0.0f;
+        const uint32_t* s = group_scales(rb, g);
+        if (!half_scales) return float_of_bits(s[p * kLut8Rows + i]);
+        uint16_t h;
+        std::memcpy(&h, reinterpret_cast<const char*>(s) + 2 * (p * kLut8Rows + i), sizeof h);
+        return float_of_half(h);
+    }
     int64_t nbytes() const { return int64_t(words.size() * sizeof(uint32_t)); }
 };
 
@@ -122,7 +142,8 @@ struct Kernels;
 // (the caller's, so that one call's kernels all come from one SIMD level).
 void build_int8_tables(const Kernels& k, const LutInt8Weight& w, const float* x, int64_t batch, Int8Tables& out);
 // One lane's tables (col_blocks * 128 entries), scales and full-mask sums (groups each) from its row
-// of x. The subset sums add a group's columns in increasing order starting from 0, as subset_sums does.
+// of x. Entry n of a 4-column group's subset sums is low[n & 3] + high[n >> 2], the sums of its first
+// and its last two columns {0, x0, x1, x0 + x1} and {0, x2, x3, x2 + x3} (one float add per entry).
 void int8_tables_lane_scalar(const LutInt8Weight& w, const float* x, int8_t* lane, float* scale, int32_t* full);
 
 // out[b * rows + r] for batch lanes [b0, b1) and the rows of row blocks [rb0, rb1).

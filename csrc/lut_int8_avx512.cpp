@@ -9,8 +9,8 @@
 // (MASKED false), S[m] is the same for all rows, the lane's sum of all-ones entries, and the mask's
 // lookups are skipped: q planes instead of q + 1.
 //
-// Tables: one zmm is a column group's 16 subset sums, built by four masked adds of the group's
-// columns (lane n adds column i when bit i of n is set), which is subset_sums' order of additions.
+// Tables: one zmm is a column group's 16 subset sums, low[n & 3] + high[n >> 2] as in the scalar
+// reference, four groups at a time from one load of 16 columns (QuadSums).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -23,6 +23,13 @@ namespace sc {
 namespace {
 
 constexpr int kIndexOr = 0xEA;  // ternary logic (a & b) | c
+
+// Scale row p of a group (16 rows' values; LutInt8Weight's layout): float32 bits, or float16 bits
+// widened exactly.
+inline __m512 scale_row(const uint32_t* scales, int p, bool half) {
+    if (half) return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + p * kLut8Rows / 2)));
+    return _mm512_castsi512_ps(_mm512_loadu_si512(scales + p * kLut8Rows));
+}
 
 // Lanes [b0, b0 + L) on row blocks [rb0, rb1): the indices of a block are built once and looked up
 // in every lane's tables; y lives in `out` between scale groups.
@@ -66,9 +73,9 @@ void rows_ql(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t rb
                     }
                 }
             }
-            // the group's scales (float bits) follow its blocks in the stream: fetched ahead as they are
+            // the group's scales follow its blocks in the stream: fetched ahead as they are
             const uint32_t* sc = words;
-            prefetch_ahead(sc, Q + 1);
+            prefetch_ahead(sc, int(w.scale_words() / kLut8Rows));
             #pragma GCC unroll 16
             for (int l = 0; l < L; ++l) {
                 float* y_out = out + (b0 + l) * w.rows + r0;
@@ -79,13 +86,15 @@ void rows_ql(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t rb
                 for (int p = 0; p < Q; ++p) {
                     __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_slli_epi32(acc[l][1 + p], 1), acc_m));
                     v = _mm512_mul_ps(v, s);
-                    v = _mm512_mul_ps(v, _mm512_castsi512_ps(_mm512_loadu_si512(sc + p * kLut8Rows)));
+                    v = _mm512_mul_ps(v, scale_row(sc, p, w.half_scales));
                     y = _mm512_add_ps(y, v);
                 }
-                __m512 v = _mm512_cvtepi32_ps(acc_m);
-                v = _mm512_mul_ps(v, s);
-                v = _mm512_mul_ps(v, _mm512_castsi512_ps(_mm512_loadu_si512(sc + Q * kLut8Rows)));
-                y = _mm512_add_ps(y, v);
+                if (w.offsets) {
+                    __m512 v = _mm512_cvtepi32_ps(acc_m);
+                    v = _mm512_mul_ps(v, s);
+                    v = _mm512_mul_ps(v, scale_row(sc, Q, w.half_scales));
+                    y = _mm512_add_ps(y, v);
+                }
                 _mm512_mask_storeu_ps(y_out, keep, y);
             }
         }
@@ -117,45 +126,59 @@ void rows_q(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t b1,
     rows_qm<Q, true>(w, t, b0, b1, rb0, rb1, out);
 }
 
-// The subset sums of column group c (lane n = sum of the columns at the bits of n, past the end 0).
-inline __m512 subset_sums_avx512(const float* x, int64_t cols, int64_t c) {
-    float tail[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-    const float* v = x + 4 * c;
-    if (4 * c + 4 > cols) {
-        for (int64_t i = 0; 4 * c + i < cols; ++i) tail[i] = v[i];
-        v = tail;
+// The subset sums of the four column groups 4j + k, k = 0..3, of columns [16 j, 16 j + 16) (past the
+// end 0): sums[k] lane n = low[n & 3] + high[n >> 2] (lut_int8.h), both gathered by VPERMT2PS from x
+// and its pair sums: lane 2i of `pairs` holds x[2i] + x[2i + 1], its odd lanes 0.
+struct QuadSums {
+    __m512 sums[4];
+    QuadSums(const float* x, int64_t cols, int64_t j) {
+        const int64_t left = cols - 16 * j;  // 0 or less in a last block of at most 16 columns
+        const __mmask16 in = left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1u);
+        const __m512 v = _mm512_maskz_loadu_ps(in, x + 16 * j);
+        const __m512 pairs = _mm512_maskz_add_ps(0x5555, v, _mm512_permute_ps(v, 0xB1));
+        // index 17: a zero of `pairs`; k: x[k]; 16 + k: pairs[k]
+        const __m512i low = _mm512_setr_epi32(17, 0, 1, 16, 17, 0, 1, 16, 17, 0, 1, 16, 17, 0, 1, 16);
+        const __m512i high = _mm512_setr_epi32(17, 17, 17, 17, 2, 2, 2, 2, 3, 3, 3, 3, 18, 18, 18, 18);
+        for (int k = 0; k < 4; ++k) {
+            const __m512i shift = _mm512_set1_epi32(4 * k);
+            // the zero at 17 becomes 17 + 4k: pairs[4k + 1], also 0
+            sums[k] = _mm512_add_ps(_mm512_permutex2var_ps(v, _mm512_add_epi32(low, shift), pairs),
+                                    _mm512_permutex2var_ps(v, _mm512_add_epi32(high, shift), pairs));
+        }
     }
-    __m512 t = _mm512_setzero_ps();
-    t = _mm512_mask_add_ps(t, 0xAAAA, t, _mm512_set1_ps(v[0]));
-    t = _mm512_mask_add_ps(t, 0xCCCC, t, _mm512_set1_ps(v[1]));
-    t = _mm512_mask_add_ps(t, 0xF0F0, t, _mm512_set1_ps(v[2]));
-    t = _mm512_mask_add_ps(t, 0xFF00, t, _mm512_set1_ps(v[3]));
-    return t;
-}
+};
 
 }  // namespace
 
 void int8_tables_lane_avx512(const LutInt8Weight& w, const float* x, int8_t* lane, float* scale, int32_t* full) {
-    const int64_t column_groups = w.col_blocks * 8;
     const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+    // a scale group is whole 32-column blocks: whole runs of 16 columns (four column groups)
+    const int64_t runs = w.col_blocks * 2, group_runs = w.group_blocks * 2;
     for (int64_t g = 0; g < w.groups; ++g) {
-        const int64_t cg0 = g * w.group_blocks * 8, cg1 = std::min(column_groups, cg0 + w.group_blocks * 8);
+        const int64_t j0 = g * group_runs, j1 = std::min(runs, j0 + group_runs);
         // max_ps returns its second operand when either is NaN: a NaN sum leaves the peak as it was,
         // as std::max does in the scalar reference
         __m512 peak = _mm512_setzero_ps();
-        for (int64_t c = cg0; c < cg1; ++c) peak = _mm512_max_ps(_mm512_abs_ps(subset_sums_avx512(x, w.cols, c)), peak);
+        for (int64_t j = j0; j < j1; ++j) {
+            const QuadSums t(x, w.cols, j);
+            for (int k = 0; k < 4; ++k) peak = _mm512_max_ps(_mm512_abs_ps(t.sums[k]), peak);
+        }
         const float top = _mm512_reduce_max_ps(peak);
         const __m512 inv = _mm512_set1_ps(int8_inverse(top));
         scale[g] = top / 127.0f;
         __m512i total = _mm512_setzero_si512();
-        for (int64_t c = cg0; c < cg1; ++c) {
-            // cvtps rounds to nearest even under the default MXCSR, as lrint does; NaN becomes INT_MIN,
-            // clamped to -127 like lrint's LONG_MIN
-            __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(subset_sums_avx512(x, w.cols, c), inv));
-            q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
-            total = _mm512_add_epi32(total, q);
-            int8_t* dst = lane + (c / 8) * kLut8TableBytes + (c & 1) * 64 + ((c % 8) / 2) * 16;
-            _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm512_cvtepi32_epi8(q));
+        for (int64_t j = j0; j < j1; ++j) {
+            const QuadSums t(x, w.cols, j);
+            for (int k = 0; k < 4; ++k) {
+                // cvtps rounds to nearest even under the default MXCSR, as lrint does; NaN becomes
+                // INT_MIN, clamped to -127 like lrint's LONG_MIN
+                __m512i q = _mm512_cvtps_epi32(_mm512_mul_ps(t.sums[k], inv));
+                q = _mm512_min_epi32(_mm512_max_epi32(q, lo), hi);
+                total = _mm512_add_epi32(total, q);
+                const int64_t c = 4 * j + k;  // column group c of block c / 8: half c & 1, slot (c % 8) / 2
+                int8_t* dst = lane + (c / 8) * kLut8TableBytes + (c & 1) * 64 + ((c % 8) / 2) * 16;
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(dst), _mm512_cvtepi32_epi8(q));
+            }
         }
         full[g] = _mm512_mask_reduce_add_epi32(0x8000, total);  // lane 15: the all-ones entries
     }

@@ -19,7 +19,9 @@ Four exact strategies (exact up to float32 rounding) and two fast, approximate o
   columns and rounded to int8, one scale per batch row and scale group of the weight
   (``s = max |table entry| / 127``), then looked up 64 at a time from registers (AVX-512 VPERMB)
   and summed in int32 (VPDPBUSD); the weight's bits are cached in the kernel's order, (1 + q) bits
-  per weight (q when every weight is kept) plus the scales, in one stream in memory order. Only the
+  per weight (q when every weight is kept) plus the scales (float16 when the stream's are, so
+  ``scale_dtype="float16"`` makes the cache about a tenth smaller at q = 4 and 128-column groups),
+  in one stream in memory order. Only the
   rounding of the tables differs from the exact product: per scale group and 4 columns each entry is
   off by at most ``s / 2``, so
   ``|y - y_exact| <= sum over groups of s * (columns / 4) * (1.5 * sum_p |alpha_p| + 0.5 * |beta|)``.
@@ -223,8 +225,9 @@ def decoded_bits(enc: EncodedWeight) -> Any:
 
 def lut_int8_weight(enc: EncodedWeight) -> Any:
     """The weight's decoded bits in the int8-table kernel's order with its scales, (1 + q) bits per
-    weight (q when every weight is kept: no mask) plus (q + 1) floats per row and scale group, built
-    once and cached on the encoded weight."""
+    weight (q when every weight is kept: no mask) plus q scales (q + 1 with offsets) per row and
+    scale group, float16 when every one of them is a float16 value and float32 otherwise, built once
+    and cached on the encoded weight."""
     if enc._lut_int8 is None:
         enc._lut_int8 = _native.core().LutInt8Weight(native_weight(enc))
     return enc._lut_int8
