@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 
 #include "bitops.h"
 #include "kernel_table.h"
@@ -73,15 +72,9 @@ void build_lut_int8_weight(const MatmulWeight& w, LutInt8Weight& out) {
                     for (int p = 0; p < q; ++p)
                         dst[(mask_planes + p) * kLut8Rows] = uint32_t(read_bits(decoded.planes[size_t(p)].data(), r * w.cols + c0, width));
                 }
-                uint32_t* scales = out.group_scales(rb, g);
                 const float* alpha = w.scales.alpha(r, g);
                 const float* beta = w.scales.beta(r, g);
-                for (int p = 0; p < out.scale_rows(); ++p) {
-                    const float v = p < q ? alpha[p] : *beta;
-                    uint16_t h;
-                    if (!out.half_scales) scales[p * kLut8Rows + i] = bits_of_float(v);
-                    else if (half_of_float(v, h)) std::memcpy(reinterpret_cast<char*>(scales) + 2 * (p * kLut8Rows + i), &h, sizeof h);
-                }
+                for (int p = 0; p < out.scale_rows(); ++p) out.set_scale(rb, g, p, i, p < q ? alpha[p] : *beta);
             }
         }
     });

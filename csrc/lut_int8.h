@@ -22,8 +22,8 @@
 // stream). The scales are alpha_0 .. alpha_{q-1} and, only with offsets, beta, 16 each; held as
 // float16 when every one of the weight's scales is a float16 value (float16 scales in the stream),
 // else as float32, padded to whole 64-byte lines, so that every block starts a cache line: at q = 4,
-// 128-column groups and float32 scales they would be a fifth of the bytes, as float16 a tenth. A lane's tables per 32-column
-// block are 128 bytes: 64 bytes holding the tables of column groups 0, 2, 4, 6 (16 bytes each), then
+// 128-column groups and float32 scales they would be a fifth of the bytes, as float16 a tenth. A
+// lane's tables per 32-column block are 128 bytes: 64 bytes holding the tables of column groups 0, 2, 4, 6 (16 bytes each), then
 // 64 holding groups 1, 3, 5, 7, which is the order the AVX-512 kernel's VPERMB lookups index. Rows
 // and columns past the weight's end are padded with cleared bits (mask and planes); where every
 // weight is kept and the blocks hold no mask, the columns past the end need nothing in the table
@@ -115,6 +115,13 @@ struct LutInt8Weight {
         uint16_t h;
         std::memcpy(&h, reinterpret_cast<const char*>(s) + 2 * (p * kLut8Rows + i), sizeof h);
         return float_of_half(h);
+    }
+    // stores it (p < scale_rows(); with half_scales, v must be a float16 value)
+    void set_scale(int64_t rb, int64_t g, int p, int64_t i, float v) {
+        uint32_t* s = group_scales(rb, g);
+        uint16_t h = 0;
+        if (!half_scales) s[p * kLut8Rows + i] = bits_of_float(v);
+        else if (half_of_float(v, h)) std::memcpy(reinterpret_cast<char*>(s) + 2 * (p * kLut8Rows + i), &h, sizeof h);
     }
     int64_t nbytes() const { return int64_t(words.size() * sizeof(uint32_t)); }
 };

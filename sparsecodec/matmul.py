@@ -180,13 +180,17 @@ def decode_row_set(enc: EncodedWeight, rows: Any) -> np.ndarray:
     idx = np.asarray(rows)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"rows must be integers, got dtype {idx.dtype}")
-    idx = idx.reshape(-1).astype(np.int64, copy=False)
+    flat = np.ascontiguousarray(idx.reshape(-1), dtype=np.int64)
     n_rows, cols = enc.shape
-    if idx.size and (idx.min() < 0 or idx.max() >= n_rows):
-        raise ValueError(f"row indices must lie in [0, {n_rows}), got {int(idx.min())} .. {int(idx.max())}")
-    out = np.empty((idx.size, cols), np.float32)
-    if idx.size:
-        _native.core().decode_row_set(native_weight(enc), np.ascontiguousarray(idx), out)
+    out = np.empty((flat.size, cols), np.float32)
+    if flat.size:
+        try:  # the native call checks every index before it decodes any
+            _native.core().decode_row_set(native_weight(enc), flat, out)
+        except ValueError:
+            lo, hi = int(idx.min()), int(idx.max())
+            if 0 <= lo and hi < n_rows:
+                raise
+            raise ValueError(f"row indices must lie in [0, {n_rows}), got {lo} .. {hi}") from None
     return out
 
 

@@ -17,7 +17,7 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 import sparsecodec as sc  # noqa: E402
-from sparsecodec.nn import SQEmbedding, SQLinear  # noqa: E402
+from sparsecodec.nn import SQEmbedding, SQLinear, ops  # noqa: E402
 from sparsecodec.nn import registry as layer_registry  # noqa: E402
 
 matmul_module = importlib.import_module("sparsecodec.matmul")  # sc.matmul is the function
@@ -79,7 +79,7 @@ def test_lookup_property(shape, dtype, config_id, padding_idx, seed):
     assert torch.equal(torch.ops.sparsecodec.sq_embedding(idx, layer.encoded, DIM), _reference(idx, table, None))
 
 
-def test_only_the_distinct_looked_up_rows_are_decoded(monkeypatch):
+def test_only_the_looked_up_rows_are_decoded_and_each_distinct_one_once_in_long_lookups(monkeypatch):
     layer, table = _layer("S0.5-q2", None)
     calls = []
     real = matmul_module.decode_row_set
@@ -90,14 +90,19 @@ def test_only_the_distinct_looked_up_rows_are_decoded(monkeypatch):
 
     monkeypatch.setattr(matmul_module, "decode_row_set", spy)
     monkeypatch.setattr(sc, "decode", lambda *a, **k: pytest.fail("the whole table was decoded"))
+    # a short lookup decodes the rows as asked, repeats included
     idx = torch.tensor([[7, 3, 7], [3, 7, 50]])
     assert torch.equal(layer(idx), _reference(idx, table, None))
-    assert len(calls) == 1 and sorted(calls[0].tolist()) == [3, 7, 50]
+    assert len(calls) == 1 and calls[0].tolist() == [7, 3, 7, 3, 7, 50]
     assert torch.equal(torch.ops.sparsecodec.sq_embedding(idx, layer.encoded, DIM), _reference(idx, table, None))
     assert len(calls) == 2
-    distinct = torch.tensor([9, 2, 60])  # no repeats: decoded in the order asked
+    # a long one decodes each distinct row once, then gathers
+    long = torch.tensor([7, 3, 50] * (ops.DIRECT_LOOKUP_ROWS // 3 + 1)).reshape(3, -1)
+    assert torch.equal(layer(long), _reference(long, table, None))
+    assert len(calls) == 3 and calls[-1].tolist() == [3, 7, 50]
+    distinct = torch.arange(ops.DIRECT_LOOKUP_ROWS + 1).flip(0)  # long, no repeats: decoded in the order asked
     assert torch.equal(layer(distinct), _reference(distinct, table, None))
-    assert calls[-1].tolist() == [9, 2, 60]
+    assert calls[-1].tolist() == distinct.tolist()
 
 
 def test_the_parsed_stream_is_cached(monkeypatch):
@@ -119,11 +124,19 @@ def test_bad_indices_are_refused_with_clear_errors():
             layer(bad)
     with pytest.raises(TypeError, match="tensor"):
         layer([1, 2])
-    for idx in (torch.tensor([0, ROWS]), torch.tensor([-1, 2]), torch.tensor(ROWS + 5)):
-        with pytest.raises(ValueError, match="out of range"):
+    long = torch.arange(ops.DIRECT_LOOKUP_ROWS + 1) - 1  # past the short lookups' path
+    for idx, bad in (
+        (torch.tensor([0, ROWS]), ROWS),
+        (torch.tensor([-1, 2]), -1),
+        (torch.tensor(ROWS + 5), ROWS + 5),
+        (long, -1),
+    ):
+        with pytest.raises(ValueError, match=f"embedding index {bad} is out of range"):
             layer(idx)
     with pytest.raises(ValueError, match="out of range"):
         torch.ops.sparsecodec.sq_embedding(torch.tensor([ROWS]), layer.encoded, DIM)
+    with pytest.raises(ValueError, match=rf"row indices must lie in \[0, {ROWS}\), got 0 .. {ROWS}"):
+        matmul_module.decode_row_set(layer.encoded_weights()[0], np.array([0, ROWS, 3]))
 
 
 def test_unsupported_options_raise_value_error_naming_the_option():

@@ -42,8 +42,8 @@ from rich.table import Table
 from ..compress import CompressionReport, compress_
 from ..config import SQConfig
 from ..inspection import LayerSummary, summarize_model, totals
-from ..models import corpus, minilm
 from ..matmul import int8_kernels_vectorised
+from ..models import corpus, minilm
 from ..models.text_batches import tokenized_batches
 from ..nn import set_strategy
 from ..serialization import load, save
