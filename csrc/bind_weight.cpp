@@ -216,8 +216,8 @@ void register_weight(py::module_& m) {
 
     bind_cache<LutInt8Holder, NativeWeight>(
         m, "LutInt8Weight",
-        "A weight's decoded bits in the int8-table kernel's order, with its scales (float16 when all of them are "
-        "float16 values): about (1 + q) bits per weight (q when every weight is kept).",
+        "A weight's decoded bits in the int8-table kernel's order, with its scales (the alphas as float16 when all "
+        "of them are float16 values): about (1 + q) bits per weight (q when every weight is kept).",
         "weight", [](const NativeWeight& nw, LutInt8Holder& h) { build_lut_int8_weight(nw.weight, h.weight); },
         [](const LutInt8Holder& h) { return h.weight.nbytes(); });
     bind_cache<Int8TileValuesHolder, LutInt8Holder>(

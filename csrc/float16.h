@@ -1,6 +1,6 @@
 // IEEE binary16 ("half") values held as their 16 bits, converted exactly: the int8 kernels keep a
-// weight's scales as float16 when every one of them is a float16 value (float16 scales in the stream),
-// which halves their share of the bytes read per call.
+// weight's plane scales as float16 when every one of them is a float16 value (float16 scales in the
+// stream), which cuts their share of the bytes read per call.
 #pragma once
 
 #include <cmath>
@@ -9,14 +9,15 @@
 
 namespace sc {
 
-// The float whose float16 bits are h (every float16 is a float: exact, infinities and NaNs included).
+// The float whose float16 bits are h (every float16 is a float: exact, infinities included).
 inline float float_of_half(uint16_t h) {
     const uint32_t sign = uint32_t(h >> 15) << 31, exponent = (h >> 10) & 31u, mantissa = h & 1023u;
     if (exponent == 0) {  // zero or subnormal: mantissa * 2^-24
         const float v = std::ldexp(float(mantissa), -24);
         return sign ? -v : v;
     }
-    const uint32_t bits = exponent == 31 ? sign | 0x7F800000u | (mantissa << 13)
+    // NaNs come out quiet, as VCVTPH2PS makes them
+    const uint32_t bits = exponent == 31 ? sign | 0x7F800000u | (mantissa << 13) | (mantissa ? 0x400000u : 0u)
                                          : sign | ((exponent + 112u) << 23) | (mantissa << 13);
     float f;
     std::memcpy(&f, &bits, sizeof f);
@@ -24,26 +25,30 @@ inline float float_of_half(uint16_t h) {
 }
 
 // The float16 bits of f into h when f is exactly a float16 value (finite, zeros of either sign
-// included); false otherwise, h unchanged.
+// included); false otherwise, h unchanged. Integer operations on f's bits only, so the answer does
+// not depend on the floating-point environment (denormals-are-zero would turn float denormals into
+// zeros).
 inline bool half_of_float(float f, uint16_t& h) {
-    if (!std::isfinite(f)) return false;
-    const float a = std::fabs(f);
-    const uint16_t sign = std::signbit(f) ? 0x8000u : 0u;
-    uint16_t candidate;
-    if (a < 6.103515625e-05f) {  // below the smallest normal 2^-14: a multiple of 2^-24, or not a float16
-        const float units = std::ldexp(a, 24);
-        if (units != std::floor(units)) return false;
-        candidate = uint16_t(sign | uint16_t(units));
-    } else {
-        if (a > 65504.0f) return false;
-        int e;
-        const float fraction = std::frexp(a, &e);  // a = fraction * 2^e, fraction in [0.5, 1)
-        const float mantissa = std::ldexp(fraction, 11) - 1024.0f;  // the 10 stored bits, if integral
-        if (mantissa != std::floor(mantissa)) return false;
-        candidate = uint16_t(sign | uint16_t((e + 14) << 10) | uint16_t(mantissa));
+    uint32_t bits;
+    std::memcpy(&bits, &f, sizeof bits);
+    const uint16_t sign = uint16_t((bits >> 16) & 0x8000u);
+    const int exponent = int((bits >> 23) & 0xFFu) - 127;
+    const uint32_t mantissa = bits & 0x7FFFFFu;
+    if ((bits & 0x7FFFFFFFu) == 0) {  // a zero
+        h = sign;
+        return true;
     }
-    if (float_of_half(candidate) != f || std::signbit(float_of_half(candidate)) != std::signbit(f)) return false;
-    h = candidate;
+    if (exponent > 15 || exponent < -24) return false;  // inf and NaN (128), float denormals (-127), out of range
+    if (exponent >= -14) {  // a normal float16: the 13 low mantissa bits must be 0
+        if (mantissa & 0x1FFFu) return false;
+        h = uint16_t(sign | uint16_t((exponent + 15) << 10) | uint16_t(mantissa >> 13));
+        return true;
+    }
+    // a subnormal float16 m * 2^-24: m = (2^23 + mantissa) * 2^(exponent + 1), the bits shifted out 0
+    const uint32_t significand = 0x800000u | mantissa;
+    const int shift = -exponent - 1;  // 14 .. 23
+    if (significand & ((1u << shift) - 1u)) return false;
+    h = uint16_t(sign | uint16_t(significand >> shift));
     return true;
 }
 

@@ -17,16 +17,14 @@ bool lut_int8_supported(const MatmulWeight& w) {
 
 namespace {
 
-// Whether every scale the cache holds (alpha, and beta with offsets) is exactly a float16 value.
-bool scales_are_half(const MatmulWeight& w) {
+// Whether every alpha of the weight is exactly a float16 value.
+bool alphas_are_half(const MatmulWeight& w) {
     uint16_t h;
     for (int64_t r = 0; r < w.rows; ++r)
         for (int64_t g = 0; g < w.scales.groups; ++g) {
             const float* alpha = w.scales.alpha(r, g);
             for (int p = 0; p < w.q(); ++p)
                 if (!half_of_float(alpha[p], h)) return false;
-            const float* beta = w.scales.beta(r, g);
-            if (beta != nullptr && !half_of_float(*beta, h)) return false;
         }
     return true;
 }
@@ -52,7 +50,7 @@ void build_lut_int8_weight(const MatmulWeight& w, LutInt8Weight& out) {
     for (int64_t i = 0; i < total / 64; ++i) kept += popcount64(decoded.mask[size_t(i)]);
     if (total % 64) kept += popcount64(decoded.mask[size_t(total / 64)] & low_mask(int(total % 64)));
     out.all_kept = kept == total;
-    out.half_scales = scales_are_half(w);
+    out.half_scales = alphas_are_half(w);
     const int mask_planes = out.mask_planes();
     out.words.assign(size_t(out.row_blocks * out.row_block_words()), 0u);
     ExceptionCollector errors;

@@ -19,11 +19,13 @@
 // and 2k + 1 (high nibble). A row block's scale groups follow each other, each its blocks and then
 // its scales, so that the kernels read one stream in memory order (at batch 1, a layer read from
 // memory got about 30 % faster in an experiment that skipped reading the scales as a separate
-// stream). The scales are alpha_0 .. alpha_{q-1} and, only with offsets, beta, 16 each; held as
-// float16 when every one of the weight's scales is a float16 value (float16 scales in the stream),
-// else as float32, padded to whole 64-byte lines, so that every block starts a cache line: at q = 4,
-// 128-column groups and float32 scales they would be a fifth of the bytes, as float16 a tenth. A
-// lane's tables per 32-column block are 128 bytes: 64 bytes holding the tables of column groups 0, 2, 4, 6 (16 bytes each), then
+// stream). The scales are alpha_0 .. alpha_{q-1}, 16 each, held as float16 when every alpha of the
+// weight is a float16 value (float16 scales in the stream) and else as float32, then, only with
+// offsets, beta's 16 as float32 (GPTQ's beta = s ((2^q - 1) / 2 - z) is rarely a float16 value),
+// padded to whole 64-byte lines, so that every block starts a cache line. At q = 4 and 128-column
+// groups the scales of a masked group are a fifth of its bytes as float32, an eighth with float16
+// alphas and a float32 beta, a tenth with float16 alphas alone. A lane's tables per 32-column block
+// are 128 bytes: 64 bytes holding the tables of column groups 0, 2, 4, 6 (16 bytes each), then
 // 64 holding groups 1, 3, 5, 7, which is the order the AVX-512 kernel's VPERMB lookups index. Rows
 // and columns past the weight's end are padded with cleared bits (mask and planes); where every
 // weight is kept and the blocks hold no mask, the columns past the end need nothing in the table
@@ -33,6 +35,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
 #include <vector>
 
 #include "aligned_vector.h"
@@ -72,11 +75,11 @@ struct LutInt8Weight {
     // mask's lookups (the scalar one looks up the all-ones mask, to the same integers), and the blocks
     // leave the mask's words out (a sixth of the bytes at q = 4)
     bool all_kept = false;
-    // every scale a float16 value: the groups' scales are held as float16 bits, two to a word
+    // every alpha a float16 value: the groups' alphas are held as float16 bits, two to a word
     bool half_scales = false;
     // [row_block][group]: the group's blocks, [block][mask_planes() + q][16] words (the mask unless
-    // all_kept, then planes 0 .. q-1), then its scales, [scale_rows()][16] float32 or float16 values
-    // (alpha_0 .. alpha_{q-1}, then beta with offsets) held as their bits, padded to whole 16-word lines
+    // all_kept, then planes 0 .. q-1), then its scales: [q][16] alphas (float16 or float32) and, with
+    // offsets, [16] betas (float32), held as their bits, padded to whole 16-word lines
     AlignedVector<uint32_t> words;
 
     int mask_planes() const { return all_kept ? 0 : 1; }
@@ -84,8 +87,10 @@ struct LutInt8Weight {
     // the 16 words of plane p in a block (after the mask's, if the blocks hold a mask)
     static const uint32_t* plane_words(const uint32_t* block, int mask_planes, int p) { return block + (mask_planes + p) * kLut8Rows; }
     int scale_rows() const { return q + (offsets ? 1 : 0); }
+    // the words of a group's alphas (beta's row follows them)
+    int64_t alpha_words() const { return q * (half_scales ? kLut8Rows / 2 : kLut8Rows); }
     int64_t scale_words() const {
-        const int64_t used = scale_rows() * (half_scales ? kLut8Rows / 2 : kLut8Rows);
+        const int64_t used = alpha_words() + (offsets ? kLut8Rows : 0);
         return (used + kLut8Rows - 1) / kLut8Rows * kLut8Rows;
     }
     // the column blocks of group g (the last group may have fewer)
@@ -102,7 +107,7 @@ struct LutInt8Weight {
         return group_start(rb, g) + (cb - g * group_blocks) * block_words();
     }
     // the scales of row block rb and group g: value p * 16 + i (a word, or a half-word with
-    // half_scales) holds plane p's (p = q: beta's) of row i
+    // half_scales) holds alpha_p of row i, and word alpha_words() + i beta of row i
     const uint32_t* group_scales(int64_t rb, int64_t g) const {
         return group_start(rb, g) + group_block_count(g) * block_words();
     }
@@ -111,17 +116,24 @@ struct LutInt8Weight {
     float scale(int64_t rb, int64_t g, int p, int64_t i) const {
         if (p >= scale_rows()) return 0.0f;
         const uint32_t* s = group_scales(rb, g);
+        if (p == q) return float_of_bits(s[alpha_words() + i]);
         if (!half_scales) return float_of_bits(s[p * kLut8Rows + i]);
         uint16_t h;
         std::memcpy(&h, reinterpret_cast<const char*>(s) + 2 * (p * kLut8Rows + i), sizeof h);
         return float_of_half(h);
     }
-    // stores it (p < scale_rows(); with half_scales, v must be a float16 value)
+    // stores it (p < scale_rows(); with half_scales, alphas must be float16 values)
     void set_scale(int64_t rb, int64_t g, int p, int64_t i, float v) {
         uint32_t* s = group_scales(rb, g);
         uint16_t h = 0;
-        if (!half_scales) s[p * kLut8Rows + i] = bits_of_float(v);
-        else if (half_of_float(v, h)) std::memcpy(reinterpret_cast<char*>(s) + 2 * (p * kLut8Rows + i), &h, sizeof h);
+        if (p == q) {
+            s[alpha_words() + i] = bits_of_float(v);
+        } else if (!half_scales) {
+            s[p * kLut8Rows + i] = bits_of_float(v);
+        } else {
+            if (!half_of_float(v, h)) throw std::logic_error("a scale that is not a float16 value in a float16 layout");
+            std::memcpy(reinterpret_cast<char*>(s) + 2 * (p * kLut8Rows + i), &h, sizeof h);
+        }
     }
     int64_t nbytes() const { return int64_t(words.size() * sizeof(uint32_t)); }
 };

@@ -24,9 +24,8 @@ namespace {
 
 constexpr int kIndexOr = 0xEA;  // ternary logic (a & b) | c
 
-// Scale row p of a group (16 rows' values; LutInt8Weight's layout): float32 bits, or float16 bits
-// widened exactly.
-inline __m512 scale_row(const uint32_t* scales, int p, bool half) {
+// alpha_p of a group's 16 rows (LutInt8Weight's layout): float32 bits, or float16 bits widened exactly.
+inline __m512 alpha_row(const uint32_t* scales, int p, bool half) {
     if (half) return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(scales + p * kLut8Rows / 2)));
     return _mm512_castsi512_ps(_mm512_loadu_si512(scales + p * kLut8Rows));
 }
@@ -86,13 +85,13 @@ void rows_ql(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t rb
                 for (int p = 0; p < Q; ++p) {
                     __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_slli_epi32(acc[l][1 + p], 1), acc_m));
                     v = _mm512_mul_ps(v, s);
-                    v = _mm512_mul_ps(v, scale_row(sc, p, w.half_scales));
+                    v = _mm512_mul_ps(v, alpha_row(sc, p, w.half_scales));
                     y = _mm512_add_ps(y, v);
                 }
                 if (w.offsets) {
                     __m512 v = _mm512_cvtepi32_ps(acc_m);
                     v = _mm512_mul_ps(v, s);
-                    v = _mm512_mul_ps(v, scale_row(sc, Q, w.half_scales));
+                    v = _mm512_mul_ps(v, _mm512_castsi512_ps(_mm512_loadu_si512(sc + w.alpha_words())));
                     y = _mm512_add_ps(y, v);
                 }
                 _mm512_mask_storeu_ps(y_out, keep, y);
@@ -133,8 +132,9 @@ struct QuadSums {
     __m512 sums[4];
     QuadSums(const float* x, int64_t cols, int64_t j) {
         const int64_t left = cols - 16 * j;  // 0 or less in a last block of at most 16 columns
-        const __mmask16 in = left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1u);
-        const __m512 v = _mm512_maskz_loadu_ps(in, x + 16 * j);
+        const __mmask16 in = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << std::max<int64_t>(left, 0)) - 1u);
+        // no address past the row's end is formed: a run wholly past it loads nothing
+        const __m512 v = left <= 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(in, x + 16 * j);
         const __m512 pairs = _mm512_maskz_add_ps(0x5555, v, _mm512_permute_ps(v, 0xB1));
         // index 17: a zero of `pairs`; k: x[k]; 16 + k: pairs[k]
         const __m512i low = _mm512_setr_epi32(17, 0, 1, 16, 17, 0, 1, 16, 17, 0, 1, 16, 17, 0, 1, 16);

@@ -19,11 +19,11 @@ Four exact strategies (exact up to float32 rounding) and two fast, approximate o
   columns and rounded to int8, one scale per batch row and scale group of the weight
   (``s = max |table entry| / 127``), then looked up 64 at a time from registers (AVX-512 VPERMB)
   and summed in int32 (VPDPBUSD); the weight's bits are cached in the kernel's order, (1 + q) bits
-  per weight (q when every weight is kept) plus the scales (float16 when the stream's are, so
-  ``scale_dtype="float16"`` makes the cache about a tenth smaller at q = 4 and 128-column groups),
-  in one stream in memory order. Only the
-  rounding of the tables differs from the exact product: per scale group and 4 columns each entry is
-  off by at most ``s / 2``, so
+  per weight (q when every weight is kept) plus the scales (the alphas as float16 when the stream's
+  are, ``scale_dtype="float16"``; beta as float32), in one stream in memory order: at q = 4 with a
+  mask and 128-column groups 0.69 bytes per weight, 0.72 with offsets (float32 scales: 0.75 and
+  0.78). Only the rounding of the tables differs from the exact product: per scale group and 4
+  columns each entry is off by at most ``s / 2``, so
   ``|y - y_exact| <= sum over groups of s * (columns / 4) * (1.5 * sum_p |alpha_p| + 0.5 * |beta|)``.
   Needs scale groups of whole rows or multiples of 32 columns.
 * ``"int8_tiles"`` (approximate, computed as torch's dynamic int8 computes, with a scale per scale
@@ -174,9 +174,18 @@ def decode_rows(enc: EncodedWeight, r0: int, r1: int, out: np.ndarray | None = N
     return buf[: r1 - r0]
 
 
+class RowsOutOfRange(ValueError):
+    """A row index outside the weight's rows; ``lo`` and ``hi`` are the smallest and largest index asked."""
+
+    def __init__(self, lo: int, hi: int, n_rows: int):
+        super().__init__(f"row indices must lie in [0, {n_rows}), got {lo} .. {hi}")
+        self.lo, self.hi = lo, hi
+
+
 def decode_row_set(enc: EncodedWeight, rows: Any) -> np.ndarray:
     """Dequantised rows ``rows`` of W (any order, repeats allowed), float32 of shape (len(rows), in):
-    only the slices of those rows are decoded (an embedding lookup)."""
+    only the slices of those rows are decoded (an embedding lookup). Raises :class:`RowsOutOfRange`
+    (a ValueError) when an index is not a row of W."""
     idx = np.asarray(rows)
     if idx.dtype.kind not in "iu":
         raise TypeError(f"rows must be integers, got dtype {idx.dtype}")
@@ -184,13 +193,14 @@ def decode_row_set(enc: EncodedWeight, rows: Any) -> np.ndarray:
     n_rows, cols = enc.shape
     out = np.empty((flat.size, cols), np.float32)
     if flat.size:
+        weight = native_weight(enc)
         try:  # the native call checks every index before it decodes any
-            _native.core().decode_row_set(native_weight(enc), flat, out)
+            _native.core().decode_row_set(weight, flat, out)
         except ValueError:
             lo, hi = int(idx.min()), int(idx.max())
             if 0 <= lo and hi < n_rows:
                 raise
-            raise ValueError(f"row indices must lie in [0, {n_rows}), got {lo} .. {hi}") from None
+            raise RowsOutOfRange(lo, hi, n_rows) from None
     return out
 
 
@@ -229,9 +239,9 @@ def decoded_bits(enc: EncodedWeight) -> Any:
 
 def lut_int8_weight(enc: EncodedWeight) -> Any:
     """The weight's decoded bits in the int8-table kernel's order with its scales, (1 + q) bits per
-    weight (q when every weight is kept: no mask) plus q scales (q + 1 with offsets) per row and
-    scale group, float16 when every one of them is a float16 value and float32 otherwise, built once
-    and cached on the encoded weight."""
+    weight (q when every weight is kept: no mask) plus q alphas per row and scale group, float16
+    when every alpha is a float16 value and float32 otherwise, and with offsets a float32 beta, built
+    once and cached on the encoded weight."""
     if enc._lut_int8 is None:
         enc._lut_int8 = _native.core().LutInt8Weight(native_weight(enc))
     return enc._lut_int8

@@ -139,6 +139,21 @@ def test_bad_indices_are_refused_with_clear_errors():
         matmul_module.decode_row_set(layer.encoded_weights()[0], np.array([0, ROWS, 3]))
 
 
+def test_a_decode_error_with_every_index_in_range_is_not_reworded(monkeypatch):
+    from sparsecodec import _native
+
+    layer, _ = _layer("S0-q2", None)
+    layer(torch.tensor([1]))
+
+    def failing(*args):
+        raise ValueError("the slice is damaged")
+
+    monkeypatch.setattr(_native.core(), "decode_row_set", failing)
+    for idx in (torch.tensor([1, 2]), torch.arange(ops.DIRECT_LOOKUP_ROWS + 1)):
+        with pytest.raises(ValueError, match="the slice is damaged"):
+            layer(idx)
+
+
 def test_unsupported_options_raise_value_error_naming_the_option():
     for kwargs, option in [
         ({"max_norm": 1.0}, "max_norm"),

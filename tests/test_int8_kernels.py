@@ -48,10 +48,11 @@ CASES = [
     ((70, 96), 0.6, 2, {"mask_format": "lowrank", "rank": 3, "tile": (32, 32)}),
     # every weight kept (the cached blocks hold no mask) and a ragged last block of 4 columns
     ((70, 100), 0.0, 3, {}),
-    # float16 scales, which the cache holds as float16: without offsets, with offsets, and scaled into
-    # float16's subnormals (below 2^-14)
+    # float16 scales, whose alphas the cache holds as float16: without offsets, with float16 offsets,
+    # with a uniform grid's offsets (not float16 values), and scaled into float16's subnormals
     ((48, 256), 0.5, 4, {"group_size": 128, "scale_dtype": "float16"}),
     ((40, 96), 0.0, 3, {"group_size": 32, "method": "alternating", "scale_dtype": "float16"}),
+    ((32, 128), 0.5, 4, {"group_size": 64, "method": "uniform", "scale_dtype": "float16"}),
     ((20, 64), 0.9, 1, {"scale_dtype": "float16", "weight_scale": 1e-6}),
 ]
 
@@ -137,21 +138,21 @@ def _is_float16(values) -> bool:
 
 def test_int8_table_cache_is_one_stream_without_a_mask_when_every_weight_is_kept_with_float16_scales(encoded):
     # per row block of 16 rows: its 32-column blocks of (mask unless all kept) + q planes, 16 words
-    # each, and per scale group q (+ 1 with offsets) rows of 16 scales, float16 when all of them are
-    # float16 values, padded to whole 16-word lines
+    # each, and per scale group q rows of 16 alphas, float16 when all of them are float16 values, and
+    # with offsets a row of 16 float32 betas, padded to whole 16-word lines
     checked_all_kept = checked_half = False
     for enc in encoded:
         rows, cols = enc.shape
         clear_caches(enc)
         sc.matmul(np.ones((1, cols), np.float32), enc, strategy="lut_int8")
         all_kept = enc.mask.kept == rows * cols
-        half = _is_float16(enc.scales) and (enc.offsets is None or _is_float16(enc.offsets))
+        half = _is_float16(enc.scales)
         checked_all_kept |= all_kept
         checked_half |= half
         groups = -(-cols // min(enc.group_size, cols))
         planes = enc.bits + (0 if all_kept else 1)
-        scale_rows = enc.bits + (enc.offsets is not None)
-        scale_words = -(-scale_rows * (8 if half else 16) // 16) * 16
+        used = enc.bits * (8 if half else 16) + (16 if enc.offsets is not None else 0)
+        scale_words = -(-used // 16) * 16
         words = -(-rows // 16) * 16 * (-(-cols // 32) * planes) + -(-rows // 16) * groups * scale_words
         assert cache_nbytes(enc) == 4 * words, enc
         clear_caches(enc)

@@ -3,8 +3,9 @@
 The stream is one uint8 buffer (``encoded``), as in ``SQLinear``: ``state_dict`` /
 ``load_state_dict(strict=True)``, ``torch.load(weights_only=True)`` and safetensors work on plain
 tensors. A lookup runs the ``sparsecodec::sq_embedding`` op, which decodes only the rows looked up
-(each distinct row once, whatever the number of repeats) and never the whole table. The table is
-frozen: lookups give no gradient to it.
+(a long lookup each distinct row once; a short one, such as a sentence's, the rows as asked, repeats
+again, which costs less than finding them) and never the whole table. The table is frozen: lookups
+give no gradient to it.
 """
 
 from __future__ import annotations

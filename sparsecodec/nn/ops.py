@@ -186,7 +186,7 @@ def embedding_forward(indices: torch.Tensor, encoded: torch.Tensor, embedding_di
     """``weight[indices]`` (float32, shape ``(*indices.shape, embedding_dim)``) for the table held in the
     stream ``encoded``: the body of the ``sq_embedding`` op, which layers also call directly in plain
     eager mode. Raises TypeError for non-integer indices and ValueError for out-of-range ones."""
-    from ..matmul import decode_row_set
+    from ..matmul import RowsOutOfRange, decode_row_set
 
     check_index_dtype(indices)
     enc = encoded_weight(encoded)
@@ -211,11 +211,8 @@ def embedding_forward(indices: torch.Tensor, encoded: torch.Tensor, embedding_di
                 out = torch.from_numpy(decode_row_set(enc, flat.numpy()))
             else:  # each distinct row decoded once, then gathered
                 out = torch.from_numpy(decode_row_set(enc, unique.numpy())).index_select(0, inverse)
-    except ValueError:
-        lo, hi = int(flat.min()), int(flat.max())
-        if 0 <= lo and hi < n_rows:
-            raise
-        bad = lo if lo < 0 else hi
+    except RowsOutOfRange as e:
+        bad = e.lo if e.lo < 0 else e.hi
         raise ValueError(
             f"embedding index {bad} is out of range for a table of {n_rows} rows (valid: 0 .. {n_rows - 1})"
         ) from None
