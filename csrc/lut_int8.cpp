@@ -20,13 +20,8 @@ namespace {
 // Whether every alpha of the weight is exactly a float16 value.
 bool alphas_are_half(const MatmulWeight& w) {
     uint16_t h;
-    for (int64_t r = 0; r < w.rows; ++r)
-        for (int64_t g = 0; g < w.scales.groups; ++g) {
-            const float* alpha = w.scales.alpha(r, g);
-            for (int p = 0; p < w.q(); ++p)
-                if (!half_of_float(alpha[p], h)) return false;
-        }
-    return true;
+    const float* alphas = w.scales.scales;  // [row][group][plane]
+    return std::all_of(alphas, alphas + w.rows * w.scales.groups * w.q(), [&](float a) { return half_of_float(a, h); });
 }
 
 }  // namespace

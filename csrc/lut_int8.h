@@ -39,7 +39,7 @@
 #include <vector>
 
 #include "aligned_vector.h"
-#include "float16.h"
+#include "float_bits.h"
 #include "matmul_tile.h"
 
 namespace sc {
@@ -52,17 +52,6 @@ constexpr int64_t kLut8TableBytes = 128;  // a lane's tables for one column bloc
 // peak / 127 and round as clamp_int8(lrint(v * int8_inverse(peak))).
 inline float int8_inverse(float peak) { return peak > 0.0f ? 127.0f / peak : 0.0f; }
 inline int8_t clamp_int8(long v) { return int8_t(std::max(-127L, std::min(127L, v))); }
-
-inline float float_of_bits(uint32_t b) {
-    float f;
-    std::memcpy(&f, &b, sizeof f);
-    return f;
-}
-inline uint32_t bits_of_float(float f) {
-    uint32_t b;
-    std::memcpy(&b, &f, sizeof b);
-    return b;
-}
 
 struct LutInt8Weight {
     int64_t rows = 0, cols = 0;
@@ -108,10 +97,8 @@ struct LutInt8Weight {
     }
     // the scales of row block rb and group g: value p * 16 + i (a word, or a half-word with
     // half_scales) holds alpha_p of row i, and word alpha_words() + i beta of row i
-    const uint32_t* group_scales(int64_t rb, int64_t g) const {
-        return group_start(rb, g) + group_block_count(g) * block_words();
-    }
-    uint32_t* group_scales(int64_t rb, int64_t g) { return group_start(rb, g) + group_block_count(g) * block_words(); }
+    int64_t scales_offset(int64_t rb, int64_t g) const { return group_offset(rb, g) + group_block_count(g) * block_words(); }
+    const uint32_t* group_scales(int64_t rb, int64_t g) const { return words.data() + scales_offset(rb, g); }
     // plane p's scale of row 16 rb + i in group g; p = q: beta, 0 without offsets
     float scale(int64_t rb, int64_t g, int p, int64_t i) const {
         if (p >= scale_rows()) return 0.0f;
@@ -119,12 +106,12 @@ struct LutInt8Weight {
         if (p == q) return float_of_bits(s[alpha_words() + i]);
         if (!half_scales) return float_of_bits(s[p * kLut8Rows + i]);
         uint16_t h;
-        std::memcpy(&h, reinterpret_cast<const char*>(s) + 2 * (p * kLut8Rows + i), sizeof h);
+        std::memcpy(&h, reinterpret_cast<const char*>(s) + half_byte(p, i), sizeof h);
         return float_of_half(h);
     }
     // stores it (p < scale_rows(); with half_scales, alphas must be float16 values)
     void set_scale(int64_t rb, int64_t g, int p, int64_t i, float v) {
-        uint32_t* s = group_scales(rb, g);
+        uint32_t* s = words.data() + scales_offset(rb, g);
         uint16_t h = 0;
         if (p == q) {
             s[alpha_words() + i] = bits_of_float(v);
@@ -132,9 +119,11 @@ struct LutInt8Weight {
             s[p * kLut8Rows + i] = bits_of_float(v);
         } else {
             if (!half_of_float(v, h)) throw std::logic_error("a scale that is not a float16 value in a float16 layout");
-            std::memcpy(reinterpret_cast<char*>(s) + 2 * (p * kLut8Rows + i), &h, sizeof h);
+            std::memcpy(reinterpret_cast<char*>(s) + half_byte(p, i), &h, sizeof h);
         }
     }
+    // the byte of row i's float16 alpha_p in a group's scales
+    static int64_t half_byte(int p, int64_t i) { return 2 * (p * kLut8Rows + i); }
     int64_t nbytes() const { return int64_t(words.size() * sizeof(uint32_t)); }
 };
 

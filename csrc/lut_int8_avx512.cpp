@@ -72,9 +72,14 @@ void rows_ql(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t rb
                     }
                 }
             }
-            // the group's scales follow its blocks in the stream: fetched ahead as they are
+            // the group's scales follow its blocks in the stream: fetched ahead as they are, read
+            // once for all the lanes
             const uint32_t* sc = words;
             prefetch_ahead(sc, int(w.scale_words() / kLut8Rows));
+            __m512 alpha[Q];
+            #pragma GCC unroll 16
+            for (int p = 0; p < Q; ++p) alpha[p] = alpha_row(sc, p, w.half_scales);
+            const __m512 beta = w.offsets ? _mm512_castsi512_ps(_mm512_loadu_si512(sc + w.alpha_words())) : _mm512_setzero_ps();
             #pragma GCC unroll 16
             for (int l = 0; l < L; ++l) {
                 float* y_out = out + (b0 + l) * w.rows + r0;
@@ -85,13 +90,13 @@ void rows_ql(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t rb
                 for (int p = 0; p < Q; ++p) {
                     __m512 v = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_slli_epi32(acc[l][1 + p], 1), acc_m));
                     v = _mm512_mul_ps(v, s);
-                    v = _mm512_mul_ps(v, alpha_row(sc, p, w.half_scales));
+                    v = _mm512_mul_ps(v, alpha[p]);
                     y = _mm512_add_ps(y, v);
                 }
                 if (w.offsets) {
                     __m512 v = _mm512_cvtepi32_ps(acc_m);
                     v = _mm512_mul_ps(v, s);
-                    v = _mm512_mul_ps(v, _mm512_castsi512_ps(_mm512_loadu_si512(sc + w.alpha_words())));
+                    v = _mm512_mul_ps(v, beta);
                     y = _mm512_add_ps(y, v);
                 }
                 _mm512_mask_storeu_ps(y_out, keep, y);

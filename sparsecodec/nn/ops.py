@@ -159,9 +159,8 @@ sq_linear.register_autograd(_backward, setup_context=_setup_context)
 # -------------------------------------------------------------------------------------------------
 # sparsecodec::sq_embedding(indices, encoded, embedding_dim): rows ``indices`` of the table held,
 # XOR-coded, in ``encoded``. Only the looked-up rows are decoded (past DIRECT_LOOKUP_ROWS indices each
-# distinct one once). No input
-# is differentiable (integer indices, stream bytes), so the op has no autograd formula: the table
-# is frozen, as the compressed layers' weights are.
+# distinct one once). No input is differentiable (integer indices, stream bytes), so the op has no
+# autograd formula: the table is frozen, as the compressed layers' weights are.
 
 #: Up to this many indices a lookup decodes the rows as asked, repeats included: deduplicating them
 #: (torch.unique) costs more than a short lookup's decode (a sentence's 17 tokens: 8 us of 20).
@@ -202,20 +201,19 @@ def embedding_forward(indices: torch.Tensor, encoded: torch.Tensor, embedding_di
         flat = flat.cpu()
     if flat.dtype != torch.int64:
         flat = flat.to(torch.int64)
+    # a short lookup, or one without repeats, decodes the rows as asked; a long one with repeats each
+    # distinct row once, then gathers
+    unique, inverse = torch.unique(flat, sorted=True, return_inverse=True) if n > DIRECT_LOOKUP_ROWS else (flat, None)
+    gather = unique.numel() < n
     try:
-        if n <= DIRECT_LOOKUP_ROWS:  # decoded as asked, a repeated row again
-            out = torch.from_numpy(decode_row_set(enc, flat.numpy()))
-        else:
-            unique, inverse = torch.unique(flat, sorted=True, return_inverse=True)
-            if unique.numel() == n:  # no repeats: decoded in the order asked, nothing gathered
-                out = torch.from_numpy(decode_row_set(enc, flat.numpy()))
-            else:  # each distinct row decoded once, then gathered
-                out = torch.from_numpy(decode_row_set(enc, unique.numpy())).index_select(0, inverse)
+        out = torch.from_numpy(decode_row_set(enc, (unique if gather else flat).numpy()))
     except RowsOutOfRange as e:
         bad = e.lo if e.lo < 0 else e.hi
         raise ValueError(
             f"embedding index {bad} is out of range for a table of {n_rows} rows (valid: 0 .. {n_rows - 1})"
         ) from None
+    if gather:
+        out = out.index_select(0, inverse)
     return out.reshape(shape).to(indices.device)
 
 

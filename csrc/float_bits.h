@@ -1,6 +1,7 @@
-// IEEE binary16 ("half") values held as their 16 bits, converted exactly: the int8 kernels keep a
-// weight's plane scales as float16 when every one of them is a float16 value (float16 scales in the
-// stream), which cuts their share of the bytes read per call.
+// Floats held as their bits: float32 in uint32 words, and IEEE binary16 ("half") in uint16,
+// converted exactly. The int8 kernels keep a weight's plane scales as float16 when every one of them
+// is a float16 value (float16 scales in the stream), which cuts their share of the bytes read per
+// call.
 #pragma once
 
 #include <cmath>
@@ -8,6 +9,17 @@
 #include <cstring>
 
 namespace sc {
+
+inline float float_of_bits(uint32_t b) {
+    float f;
+    std::memcpy(&f, &b, sizeof f);
+    return f;
+}
+inline uint32_t bits_of_float(float f) {
+    uint32_t b;
+    std::memcpy(&b, &f, sizeof b);
+    return b;
+}
 
 // The float whose float16 bits are h (every float16 is a float: exact, infinities included).
 inline float float_of_half(uint16_t h) {
@@ -17,11 +29,8 @@ inline float float_of_half(uint16_t h) {
         return sign ? -v : v;
     }
     // NaNs come out quiet, as VCVTPH2PS makes them
-    const uint32_t bits = exponent == 31 ? sign | 0x7F800000u | (mantissa << 13) | (mantissa ? 0x400000u : 0u)
-                                         : sign | ((exponent + 112u) << 23) | (mantissa << 13);
-    float f;
-    std::memcpy(&f, &bits, sizeof f);
-    return f;
+    return float_of_bits(exponent == 31 ? sign | 0x7F800000u | (mantissa << 13) | (mantissa ? 0x400000u : 0u)
+                                        : sign | ((exponent + 112u) << 23) | (mantissa << 13));
 }
 
 // The float16 bits of f into h when f is exactly a float16 value (finite, zeros of either sign
@@ -29,8 +38,7 @@ inline float float_of_half(uint16_t h) {
 // not depend on the floating-point environment (denormals-are-zero would turn float denormals into
 // zeros).
 inline bool half_of_float(float f, uint16_t& h) {
-    uint32_t bits;
-    std::memcpy(&bits, &f, sizeof bits);
+    const uint32_t bits = bits_of_float(f);
     const uint16_t sign = uint16_t((bits >> 16) & 0x8000u);
     const int exponent = int((bits >> 23) & 0xFFu) - 127;
     const uint32_t mantissa = bits & 0x7FFFFFu;
