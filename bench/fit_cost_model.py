@@ -33,6 +33,7 @@ CONFIGS = [(0.9, 1, None), (0.5, 2, None), (0.5, 4, 128), (0.0, 4, 128), (0.0, 8
 BATCHES = [1, 4, 16, 64, 256, 512]
 QUICK = ([(384, 384), (256, 1024)], CONFIGS[:3], [1, 8, 64])
 WARM_SECONDS = 0.05
+SHAPE_KEYS = ("rows", "cols", "kept", "bits", "batch", "slices")  # what cost_model.features takes
 
 
 def time_call(f, calls: int = 5) -> float:
@@ -73,6 +74,7 @@ def measure(shapes, configs, batches) -> list[dict]:
                             "rows": rows,
                             "cols": cols,
                             "kept": int(enc.mask.kept),
+                            "slices": enc.n_slices,
                             "bits": bits,
                             "group": group,
                             "sparsity": sparsity,
@@ -83,7 +85,7 @@ def measure(shapes, configs, batches) -> list[dict]:
                 print(
                     f"{rows}x{cols} S={sparsity} q={bits} g={group} B={batch}: "
                     + ", ".join(
-                        f"{r['strategy']} {r['ns'] / 1e3:.0f} us" for r in rows_out[-5:] if r["batch"] == batch
+                        f"{r['strategy']} {r['ns'] / 1e3:.0f} us" for r in rows_out[-len(strategies) :]
                     ),
                     flush=True,
                 )
@@ -94,7 +96,7 @@ def fit(samples: list[dict]) -> dict:
     out = {}
     for strategy in sorted({s["strategy"] for s in samples}):
         rows = [s for s in samples if s["strategy"] == strategy]
-        shape_of = lambda s: {k: s[k] for k in ("rows", "cols", "kept", "bits", "batch")}  # noqa: E731
+        shape_of = lambda s: {k: s[k] for k in SHAPE_KEYS}  # noqa: E731
         names = list(cost_model.features(strategy, **shape_of(rows[0])))
         a = np.array([[cost_model.features(strategy, **shape_of(s))[n] for n in names] for s in rows], dtype=np.float64)
         t = np.array([s["ns"] for s in rows])
@@ -122,7 +124,7 @@ def choice_agreement(samples: list[dict], strategies: dict) -> dict:
         best = min(group, key=lambda s: s["ns"])
 
         def predicted(s):
-            f = cost_model.features(s["strategy"], **{k: s[k] for k in ("rows", "cols", "kept", "bits", "batch")})
+            f = cost_model.features(s["strategy"], **{k: s[k] for k in SHAPE_KEYS})
             return sum(strategies[s["strategy"]]["coefficients"][k] * v for k, v in f.items())
 
         chosen = min(group, key=predicted)

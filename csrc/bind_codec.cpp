@@ -93,7 +93,7 @@ void register_codec(py::module_& m) {
             py::array_t<uint64_t> out({int64_t(q), geo.plane_words()});
             {
                 py::gil_scoped_release release;
-                decode_planes(net, geo, code.data(), q, patches.ptrs, patches.counts, out.mutable_data());
+                decode_planes(net, geo, code.data(), q, patches.lists, out.mutable_data());
             }
             return out;
         },

@@ -14,16 +14,25 @@ PatchLists require_patches(const py::list& patches, int q, int64_t length) {
                                     std::to_string(patches.size()));
     PatchLists out;
     for (int i = 0; i < q; ++i) {
-        py::array_t<int64_t> a = require_array<int64_t>(patches[size_t(i)], "patches", 1);
-        out.positions.emplace_back(a.data(), a.data() + a.shape(0));
-        const std::vector<int64_t>& p = out.positions.back();
-        for (size_t j = 0; j < p.size(); ++j)
-            if (p[j] < 0 || p[j] >= length || (j > 0 && p[j] <= p[j - 1]))
+        const py::handle obj = patches[size_t(i)];
+        if (!py::isinstance<py::array>(obj)) throw py::type_error("patches must be numpy arrays");
+        const py::dtype dtype = py::reinterpret_borrow<py::array>(obj).dtype();
+        PatchList list;
+        if (same_dtype(dtype, py::dtype::of<uint32_t>())) {
+            auto a = require_array<uint32_t>(obj, "patches", 1);
+            list = PatchList{a.data(), nullptr, a.shape(0)};
+            out.arrays.push_back(a);
+        } else if (same_dtype(dtype, py::dtype::of<int64_t>())) {
+            auto a = require_array<int64_t>(obj, "patches", 1);
+            list = PatchList{nullptr, a.data(), a.shape(0)};
+            out.arrays.push_back(a);
+        } else {
+            throw py::type_error("patches must have dtype uint32 or int64, got " + std::string(py::str(dtype)));
+        }
+        for (int64_t j = 0; j < list.count; ++j)
+            if (list.at(j) < 0 || list.at(j) >= length || (j > 0 && list.at(j) <= list.at(j - 1)))
                 throw std::invalid_argument("patch positions must be strictly ascending and inside the plane");
-    }
-    for (const auto& p : out.positions) {
-        out.ptrs.push_back(p.data());
-        out.counts.push_back(int64_t(p.size()));
+        out.lists.push_back(list);
     }
     return out;
 }
@@ -114,7 +123,7 @@ std::unique_ptr<NativeWeight> make_weight(py::object code_obj, py::list patches_
     layout.offsets = offsets_of(offsets_obj, layout, rows, nw->offsets);
     nw->patches = require_patches(patches_obj, q, geo.length);
     nw->mask = require_mask(mask_spec, rows, cols);
-    nw->weight = MatmulWeight{nw->net.get(), geo, nw->code.data(), nw->patches.ptrs, nw->patches.counts,
+    nw->weight = MatmulWeight{nw->net.get(), geo, nw->code.data(), nw->patches.lists,
                               nw->mask.source, layout, rows, cols};
     return nw;
 }

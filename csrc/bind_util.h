@@ -59,15 +59,15 @@ inline void require_len(const py::array& a, int axis, int64_t want, const char* 
                                     std::to_string(a.shape(axis)) + ", expected " + std::to_string(want));
 }
 
-// Patch positions copied out of the Python arrays (so no other thread can change them after the
-// checks, while the GIL is released).
+// Views of the Python arrays of patch positions, which they keep alive (see patch_list.h for why a
+// view is safe while the GIL is released).
 struct PatchLists {
-    std::vector<std::vector<int64_t>> positions;
-    std::vector<const int64_t*> ptrs;
-    std::vector<int64_t> counts;
+    std::vector<py::array> arrays;
+    std::vector<PatchList> lists;
 };
 
-// One int64 array of strictly ascending positions in [0, length) per plane (q of them).
+// One array of strictly ascending positions in [0, length) per plane (q of them): uint32 (planes of
+// at most 2^32 bits) or int64.
 PatchLists require_patches(const py::list& patches, int q, int64_t length);
 
 // The plane geometry of a network for a plane of `length` bits, checked; layout: "linear" or "scatter".

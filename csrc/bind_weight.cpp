@@ -90,8 +90,7 @@ void register_weight(py::module_& m) {
             }
             {
                 py::gil_scoped_release release;
-                decode_dense(*w.net, w.geo, w.code, w.q(), w.patches, w.patch_counts, mask.data(), w.scales,
-                             out.mutable_data());
+                decode_dense(*w.net, w.geo, w.code, w.q(), w.patches, mask.data(), w.scales, out.mutable_data());
             }
             return out;
         },
@@ -189,6 +188,8 @@ void register_weight(py::module_& m) {
                     bits = &plan_obj.cast<const DecodedBitsHolder&>().bits;
                     if (bits->rows != rows || bits->cols != cols || int(bits->planes.size()) != w.q())
                         throw std::invalid_argument("the DecodedBits were built for another weight shape or bit count");
+                    if (!bits->mask_available(w))
+                        throw std::invalid_argument("the DecodedBits were built for a weight with a bitmap mask, this one has none");
                 }
             } else if (strategy == "sparse") {
                 kind = MatmulStrategy::sparse;
@@ -250,7 +251,7 @@ void register_weight(py::module_& m) {
         "x @ W^T through int8 tiles (weights and x in int8 per row and scale group); returns (batch, rows) float32.");
 
     bind_cache<DecodedBitsHolder, NativeWeight>(
-        m, "DecodedBits", "A weight's decoded sign planes and keep-mask for the lut kernel: (1 + q) bits per weight.",
+        m, "DecodedBits", "A weight's decoded sign planes for the lut kernel, q bits per weight (and its keep-mask, one bit more, unless the weight's is a bitmap, read where it is).",
         "weight", [](const NativeWeight& nw, DecodedBitsHolder& h) { decode_all_bits(nw.weight, h.bits); },
         [](const DecodedBitsHolder& h) { return h.bits.nbytes(); });
 

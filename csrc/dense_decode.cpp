@@ -8,7 +8,7 @@
 namespace sc {
 
 void decode_dense(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int q,
-                  const std::vector<const int64_t*>& patches, const std::vector<int64_t>& patch_counts,
+                  const std::vector<PatchList>& patches,
                   const uint64_t* mask, const ScaleLayout& layout, float* out) {
     const SliceLayout slices = make_layout(net, geo);
     const int64_t groups = slices.group_count();
@@ -32,10 +32,7 @@ void decode_dense(const XorNetwork& net, const PlaneGeometry& geo, const uint64_
             for (int i = 0; i < q; ++i) {
                 std::vector<uint64_t>& flat = planes[size_t(i)];
                 decode_group(net, geo, slices, group, code + i * code_words, band_buf, flat);
-                const int64_t* begin = patches[size_t(i)];
-                const int64_t* end = begin + patch_counts[size_t(i)];
-                for (const int64_t* p = std::lower_bound(begin, end, first); p != end && *p < first + bits; ++p)
-                    flip_bit(flat.data(), *p - first);
+                patches[size_t(i)].for_each_in(first, first + bits, [&](int64_t pos) { flip_bit(flat.data(), pos - first); });
                 plane_ptrs[size_t(i)] = flat.data();
             }
             mask_buf.assign(size_t((group.positions + 63) / 64 + 2), 0);

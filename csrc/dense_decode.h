@@ -6,12 +6,12 @@
 #include <vector>
 
 #include "dequant.h"
+#include "patch_list.h"
 #include "plane_codec.h"
 
 namespace sc {
 
 void decode_dense(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int q,
-                  const std::vector<const int64_t*>& patches, const std::vector<int64_t>& patch_counts,
-                  const uint64_t* mask, const ScaleLayout& layout, float* out);
+                  const std::vector<PatchList>& patches, const uint64_t* mask, const ScaleLayout& layout, float* out);
 
 }  // namespace sc

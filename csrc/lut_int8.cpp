@@ -40,10 +40,11 @@ void build_lut_int8_weight(const MatmulWeight& w, LutInt8Weight& out) {
     out.offsets = w.scales.offsets != nullptr;
     DecodedBits decoded;
     decode_all_bits(w, decoded);
+    const uint64_t* mask = decoded.mask_of(w);
     const int64_t total = w.rows * w.cols;
     int64_t kept = 0;
-    for (int64_t i = 0; i < total / 64; ++i) kept += popcount64(decoded.mask[size_t(i)]);
-    if (total % 64) kept += popcount64(decoded.mask[size_t(total / 64)] & low_mask(int(total % 64)));
+    for (int64_t i = 0; i < total / 64; ++i) kept += popcount64(mask[i]);
+    if (total % 64) kept += popcount64(mask[total / 64] & low_mask(int(total % 64)));
     out.all_kept = kept == total;
     out.half_scales = alphas_are_half(w);
     const int mask_planes = out.mask_planes();
@@ -61,7 +62,7 @@ void build_lut_int8_weight(const MatmulWeight& w, LutInt8Weight& out) {
                     const int64_t c0 = (g * out.group_blocks + k) * kLut8Cols;
                     const int width = int(std::min<int64_t>(kLut8Cols, w.cols - c0));
                     uint32_t* dst = group + k * out.block_words() + i;
-                    if (mask_planes) dst[0] = uint32_t(read_bits(decoded.mask.data(), r * w.cols + c0, width));
+                    if (mask_planes) dst[0] = uint32_t(read_bits(mask, r * w.cols + c0, width));
                     for (int p = 0; p < q; ++p)
                         dst[(mask_planes + p) * kLut8Rows] = uint32_t(read_bits(decoded.planes[size_t(p)].data(), r * w.cols + c0, width));
                 }

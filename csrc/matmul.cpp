@@ -124,7 +124,7 @@ void run_lut_cached(const MatmulWeight& w, const DecodedBits& bits, const Matmul
         for (int64_t t = 0; t < lane_tasks * row_tasks; ++t) errors.run([&] {
             const int64_t lanes = t / row_tasks, r0 = (t % row_tasks) * row_step;
             const int64_t b0 = lanes * lane_step, b1 = std::min(in.blocks, b0 + lane_step);
-            k.lut_rows(w, bits.view(r0, std::min(w.rows, r0 + row_step)), in, b0, b1, scratch);
+            k.lut_rows(w, bits.view(w, r0, std::min(w.rows, r0 + row_step)), in, b0, b1, scratch);
         });
     }
     errors.rethrow();
@@ -288,7 +288,7 @@ void decode_all_bits(const MatmulWeight& w, DecodedBits& out) {
     out.rows = w.rows;
     out.cols = w.cols;
     out.planes.assign(size_t(w.q()), std::vector<uint64_t>(words, 0));
-    out.mask.assign(words, 0);
+    out.mask.assign(w.mask.bitmap ? 0 : words, 0);  // a bitmap is read where it is
     ExceptionCollector errors;
 #pragma omp parallel num_threads(max_threads())
     {
@@ -300,7 +300,7 @@ void decode_all_bits(const MatmulWeight& w, DecodedBits& out) {
             decode_tile(w, layout, r0, r1, tile, band_buf, group_buf);
             const int64_t n = (r1 - r0) * w.cols;
             for (int p = 0; p < w.q(); ++p) or_bit_range(tile.plane(p), 0, n, out.planes[size_t(p)].data(), r0 * w.cols);
-            or_bit_range(tile.mask.data(), 0, n, out.mask.data(), r0 * w.cols);
+            if (!out.mask.empty()) or_bit_range(tile.mask.data(), 0, n, out.mask.data(), r0 * w.cols);
         });
     }
     errors.rethrow();

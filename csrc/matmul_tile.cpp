@@ -58,10 +58,7 @@ void decode_tile(const MatmulWeight& w, const SliceLayout& layout, int64_t r0, i
             decode_group(*w.net, w.geo, layout, group, w.code + p * code_words, band_buf, group_buf);
             or_bit_range(group_buf.data(), a - g0, b - a, dst.data(), a - first);
         }
-        const int64_t* begin = w.patches[size_t(p)];
-        const int64_t* end = begin + w.patch_counts[size_t(p)];
-        for (const int64_t* it = std::lower_bound(begin, end, first); it != end && *it < last; ++it)
-            flip_bit(dst.data(), *it - first);
+        w.patches[size_t(p)].for_each_in(first, last, [&](int64_t pos) { flip_bit(dst.data(), pos - first); });
     }
     decode_tile_mask(w, r0, r1, tile, group_buf);
 }

@@ -11,6 +11,7 @@
 
 #include "dequant.h"
 #include "lowrank_mask.h"
+#include "patch_list.h"
 #include "plane_codec.h"
 
 namespace sc {
@@ -26,8 +27,7 @@ struct MatmulWeight {
     const XorNetwork* net;
     PlaneGeometry geo;  // length = rows * cols
     const uint64_t* code;  // q planes of code_words words
-    std::vector<const int64_t*> patches;
-    std::vector<int64_t> patch_counts;
+    std::vector<PatchList> patches;  // one per plane
     MaskSource mask;
     ScaleLayout scales;  // cols, group_size, groups, q, scales
     int64_t rows, cols;
@@ -57,18 +57,27 @@ struct TileBits {
     }
 };
 
-// The decoded planes and keep-mask of every row, kept as a run-time cache for the lookup-table
-// kernel: (1 + q) bits per weight, row r at bit r * cols.
+// The decoded planes of every row, kept as a run-time cache for the lookup-table kernel: q bits per
+// weight, row r at bit r * cols. The keep-mask is read from the weight's bitmap where it has one
+// (the stream's bits are already in this order); only a low-rank mask is expanded here, one bit
+// more per weight.
 struct DecodedBits {
     int64_t rows = 0, cols = 0;
     std::vector<std::vector<uint64_t>> planes;
-    std::vector<uint64_t> mask;
-    BitRows view(int64_t r0, int64_t r1) const {
-        BitRows v{r0, r1, r0 * cols, mask.data(), {}};
+    std::vector<uint64_t> mask;  // empty when the weight's bitmap is read instead
+    // Whether these bits can run with w: the mask they need is there.
+    bool mask_available(const MatmulWeight& w) const { return !mask.empty() || w.mask.bitmap != nullptr; }
+    const uint64_t* mask_of(const MatmulWeight& w) const { return mask.empty() ? w.mask.bitmap : mask.data(); }
+    BitRows view(const MatmulWeight& w, int64_t r0, int64_t r1) const {
+        BitRows v{r0, r1, r0 * cols, mask_of(w), {}};
         for (size_t p = 0; p < planes.size(); ++p) v.planes[p] = planes[p].data();
         return v;
     }
-    int64_t nbytes() const { return int64_t((planes.size() + 1) * mask.size() * sizeof(uint64_t)); }
+    int64_t nbytes() const {
+        size_t words = mask.size();
+        for (const auto& plane : planes) words += plane.size();
+        return int64_t(words * sizeof(uint64_t));
+    }
 };
 
 // Fills `tile` for rows [r0, r1) (scratch vectors are reused between calls).

@@ -261,8 +261,7 @@ void decode_group(const XorNetwork& net, const PlaneGeometry& geo, const SliceLa
 }
 
 void decode_planes(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int q,
-                   const std::vector<const int64_t*>& patches, const std::vector<int64_t>& patch_counts,
-                   uint64_t* out) {
+                   const std::vector<PatchList>& patches, uint64_t* out) {
     const SliceLayout layout = make_layout(net, geo);
     const int64_t groups = layout.group_count();
     const int64_t plane_words = geo.plane_words();
@@ -286,7 +285,7 @@ void decode_planes(const XorNetwork& net, const PlaneGeometry& geo, const uint64
     }
     errors.rethrow();
     for (int plane = 0; plane < q; ++plane)
-        for (int64_t i = 0; i < patch_counts[size_t(plane)]; ++i) flip_bit(out + plane * plane_words, patches[size_t(plane)][i]);
+        patches[size_t(plane)].for_each_in(0, geo.length, [&](int64_t pos) { flip_bit(out + plane * plane_words, pos); });
 }
 
 }  // namespace sc

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "patch_list.h"
 #include "slice_layout.h"
 #include "xor_network.h"
 
@@ -81,8 +82,7 @@ bool band_inputs_bmi2(const XorNetwork& net, const PlaneGeometry& geo, const uin
 
 // Decodes q whole planes with patches applied: out is q * plane_words words.
 void decode_planes(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int q,
-                   const std::vector<const int64_t*>& patches, const std::vector<int64_t>& patch_counts,
-                   uint64_t* out);
+                   const std::vector<PatchList>& patches, uint64_t* out);
 
 // The stored word window of slice t: x_t | x_{t-1} << n_in | ..., zero before the chain start.
 inline uint64_t slice_window(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code,

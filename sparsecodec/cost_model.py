@@ -19,9 +19,11 @@ from typing import Any
 TABLE_PATH = Path(__file__).with_name("cost_model.json")
 
 
-def features(strategy: str, *, rows: int, cols: int, kept: int, bits: int, batch: int) -> dict[str, float]:
+def features(
+    strategy: str, *, rows: int, cols: int, kept: int, bits: int, batch: int, slices: int = 0
+) -> dict[str, float]:
     """The quantities ``strategy``'s time is linear in, for a (rows, cols) weight with ``kept`` kept
-    weights and ``bits`` planes, at this batch size."""
+    weights, ``bits`` planes and ``slices`` XOR-coded slices per plane, at this batch size."""
     positions, lookups = rows * cols, rows * cols * (bits + 1)
     blocks = -(-batch // 8)  # vectors of 8 lanes
     many = batch > 1
@@ -46,6 +48,11 @@ def features(strategy: str, *, rows: int, cols: int, kept: int, bits: int, batch
             "lookups_batched": lookups if many else 0.0,
             "inputs": inputs,
         }
+    if strategy == "lut_stream":
+        # the lut kernel on planes decoded tile by tile on every call: the XOR decode costs per
+        # position and per slice of every plane (fewer, longer slices decode faster per position)
+        lut = features("lut", rows=rows, cols=cols, kept=kept, bits=bits, batch=batch)
+        return {**lut, "decoded_positions": positions * bits, "decoded_slices": slices * bits}
     if strategy == "lut_int8":
         passes = -(-batch // _lanes(bits))  # passes of the kernel over each block's indices
         planes = bits + (1 if kept < positions else 0)  # the mask's lookups are skipped when all kept

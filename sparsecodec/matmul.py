@@ -8,8 +8,9 @@ Four exact strategies (exact up to float32 rounding) and two fast, approximate o
   weights; batches run up to 96 lanes per kept weight with the batch's slice of x held in cache.
 * ``"lut"``: lookup tables of subset sums of x per 8 columns (BiQGEMM / LUT-GEMM),
   ``sum_j m_j b_j x_j = 2 S[m & u] - S[m]`` over the keep-mask m and each sign plane u, read from the
-  decoded bit-planes and mask, (1 + q) bits per weight decoded once and cached. Cost grows with all
-  weights, not the kept ones: it wins at moderate sparsity and small batches.
+  decoded bit-planes, q bits per weight decoded once and cached, and the weight's own bitmap mask (a
+  low-rank mask is expanded into the cache, one bit per weight more). Cost grows with all weights,
+  not the kept ones: it wins at moderate sparsity and small batches.
 * ``"lut_stream"``: the same kernel with nothing cached: per tile of rows the XOR-coded planes and
   the mask are decoded into cache-sized bit buffers as the product goes, so the run-time memory is
   the compressed stream alone.
@@ -35,10 +36,13 @@ Four exact strategies (exact up to float32 rounding) and two fast, approximate o
   per row and scale group. At most 4 bits, the same groups as ``"lut_int8"``.
 
 ``strategy="auto"`` picks the fastest exact strategy by a cost model fitted to measurements
-(:mod:`sparsecodec.cost_model`, refitted by bench/fit_cost_model.py); ``"auto_int8"`` lets it
-pick ``"lut_int8"`` and ``"int8_tiles"`` too where their AVX-512 kernels run (below that level they
-are the scalar references, and ``"auto_int8"`` picks as ``"auto"`` does).
-:func:`cache_nbytes` tells what the caches of a weight hold; :func:`clear_caches` drops them.
+(:mod:`sparsecodec.cost_model`, refitted by bench/fit_cost_model.py) among those whose caches keep
+the weight within :data:`AUTO_MEMORY_BUDGET` bytes per weight (1, int8's), the weight's own arrays
+included; ``"auto_int8"`` lets it pick ``"lut_int8"`` and ``"int8_tiles"`` too where their AVX-512
+kernels run, with no memory budget (below that level they are the scalar references, and
+``"auto_int8"`` picks as ``"auto"`` does, without the budget).
+:func:`cache_nbytes` tells what the caches of a weight hold, :func:`run_time_nbytes` what the weight
+and its caches hold together; :func:`clear_caches` drops the caches.
 """
 
 from __future__ import annotations
@@ -230,8 +234,9 @@ def sparse_plan(enc: EncodedWeight) -> Any:
 
 
 def decoded_bits(enc: EncodedWeight) -> Any:
-    """The weight's decoded sign planes and keep-mask for the lookup-table kernel, (1 + q) bits per
-    weight, decoded once and cached on the encoded weight."""
+    """The weight's decoded sign planes for the lookup-table kernel, q bits per weight, decoded once
+    and cached on the encoded weight; the kernel reads the keep-mask from the weight's bitmap, or
+    from one more bit per weight here when the mask is low-rank."""
     if enc._decoded_bits is None:
         enc._decoded_bits = _native.core().DecodedBits(native_weight(enc))
     return enc._decoded_bits
@@ -265,6 +270,42 @@ def cache_nbytes(enc: EncodedWeight) -> int:
     return sum(c.nbytes for c in _caches(enc) if c is not None)
 
 
+def run_time_nbytes(enc: EncodedWeight) -> int:
+    """Bytes ``enc`` holds in memory now: the weight itself (:attr:`EncodedWeight.nbytes`) and its
+    matmul caches."""
+    return enc.nbytes + cache_nbytes(enc)
+
+
+def _mask_is_bitmap(enc: EncodedWeight) -> bool:
+    return enc.mask.native_spec()[0] == "bitmap"
+
+
+def _lut_cache_nbytes(enc: EncodedWeight) -> int:
+    """What :func:`decoded_bits` will hold: q planes (and a low-rank mask's bits), each of
+    ceil(size / 64) + 2 words."""
+    planes = enc.bits + (0 if _mask_is_bitmap(enc) else 1)
+    return 8 * planes * ((enc.size + 63) // 64 + 2)
+
+
+def _sparse_cache_nbytes(enc: EncodedWeight) -> int:
+    """What :func:`sparse_plan` will hold: an int64 segment start per row and scale group, and per
+    kept weight 2 bytes (column and bits packed in 16 bits) or 3 (column, then bits)."""
+    rows, cols = enc.shape
+    packed = (cols << enc.bits) <= 1 << 16
+    return 8 * (rows * enc.scales.shape[1] + 1) + enc.mask.kept * (2 if packed else 3)
+
+
+#: The caches ``"auto"`` may build, in the order it admits them under its memory budget: the decoded
+#: planes serve every batch size, the sparse form mostly the small ones.
+_BUDGETED_CACHES = {"lut": _lut_cache_nbytes, "sparse": _sparse_cache_nbytes}
+
+#: Bytes per weight ``"auto"`` keeps a weight within at run time, the weight and its caches together
+#: (:func:`run_time_nbytes`): int8's one byte. A cache that would not fit is not built, and ``"auto"``
+#: chooses among what is left (``"lut_stream"`` and ``"dense"`` cache nothing). ``"auto_int8"`` trades
+#: memory for speed and has no budget.
+AUTO_MEMORY_BUDGET = 1.0
+
+
 def clear_caches(enc: EncodedWeight) -> None:
     """Drop the matmul caches of ``enc``; they are rebuilt on the next call that needs them."""
     enc._sparse_plan = None
@@ -293,21 +334,36 @@ def choose_strategy(enc: EncodedWeight, batch: int, auto: str = "auto") -> str:
 
 
 def candidate_strategies(enc: EncodedWeight, auto: str = "auto") -> list[str]:
-    """The strategies ``auto`` chooses among that can run on this weight. The int8 strategies are
-    candidates of ``"auto_int8"`` only at the AVX-512 level: below it their kernels are the scalar
-    references, many times slower than the exact strategies' AVX2 kernels."""
+    """The strategies ``auto`` chooses among that can run on this weight: for ``"auto"`` those within
+    the memory budget (:data:`AUTO_MEMORY_BUDGET`). The int8 strategies are candidates of
+    ``"auto_int8"`` only at the AVX-512 level: below it their kernels are the scalar references, many
+    times slower than the exact strategies' AVX2 kernels."""
     if auto not in AUTO_STRATEGIES:
         raise ValueError(f"auto must be one of {AUTO_STRATEGIES}, got {auto!r}")
     out = ["dense"]
     if sparse_supported(enc):
         out.append("sparse")
     if lut_supported(enc):
-        out.append("lut")
+        out += ["lut", "lut_stream"]
     if auto == "auto_int8" and int8_kernels_vectorised() and lut_int8_supported(enc):
         out.append("lut_int8")
         if enc.bits <= 4:
             out.append("int8_tiles")
-    return out
+    return out if auto == "auto_int8" else _within_budget(enc, out)
+
+
+def _within_budget(enc: EncodedWeight, strategies: list[str]) -> list[str]:
+    """``strategies`` less the cached ones whose caches would take the weight past
+    :data:`AUTO_MEMORY_BUDGET`, admitted in the order of ``_BUDGETED_CACHES`` (the same answer
+    whatever was called before: it counts the caches by their predicted sizes, built or not)."""
+    native_weight(enc)  # what every strategy reads (an all-kept mask expands to ones here): counted
+    room = AUTO_MEMORY_BUDGET * enc.size - enc.nbytes
+    admitted = set()
+    for name, need in _BUDGETED_CACHES.items():
+        if name in strategies and need(enc) <= room:
+            admitted.add(name)
+            room -= need(enc)
+    return [s for s in strategies if s not in _BUDGETED_CACHES or s in admitted]
 
 
 def int8_kernels_vectorised() -> bool:
@@ -318,4 +374,6 @@ def int8_kernels_vectorised() -> bool:
 def predicted_ns(strategy: str, enc: EncodedWeight, batch: int) -> float:
     """The cost model's time for one call of ``strategy`` on ``enc`` at this batch size."""
     rows, cols = enc.shape
-    return cost_model.predicted_ns(strategy, rows=rows, cols=cols, kept=enc.mask.kept, bits=enc.bits, batch=batch)
+    return cost_model.predicted_ns(
+        strategy, rows=rows, cols=cols, kept=enc.mask.kept, bits=enc.bits, batch=batch, slices=enc.n_slices
+    )

@@ -127,7 +127,7 @@ def test_caches_are_built_on_demand_measured_dropped_and_never_pickled():
     assert cache_nbytes(enc) == 0  # streaming keeps nothing
     sc.matmul(x, enc, strategy="lut")
     bits_only = cache_nbytes(enc)
-    assert bits_only >= 3 * 64 * 128 // 8  # mask and two planes, a bit per weight each
+    assert bits_only >= 2 * 64 * 128 // 8  # two planes, a bit per weight each (the mask is read in place)
     sc.matmul(x, enc, strategy="sparse")
     assert cache_nbytes(enc) >= bits_only + 2 * enc.mask.kept
     before = sc.matmul(x, enc, strategy="sparse")

@@ -143,7 +143,7 @@ class EncodedWeight:
     scales: np.ndarray  # float32 (rows, groups, bits)
     mask: MaskFormat
     code: np.ndarray  # uint64 (bits, code words): slice t's word at bit t * n_in
-    patches: tuple[np.ndarray, ...]  # per plane: ascending int64 flat positions decoded flipped
+    patches: tuple[np.ndarray, ...]  # per plane: ascending flat positions decoded flipped (uint32 where they fit)
     quant_error: dict[str, float] | None = None
     offsets: np.ndarray | None = None  # float32 (rows, groups), or None: no offsets
     # The stored arrays of a value model that are not the scales and offsets themselves ("uniform":
@@ -176,6 +176,8 @@ class EncodedWeight:
     chain = property(lambda self: self.xor.chain)
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if name == "patches":
+            value = tuple(_compact_positions(p, self.size) for p in value)
         super().__setattr__(name, value)
         if not name.startswith("_") and name != "quant_error":  # the data changed: derived caches go
             for cache in _CACHES:
@@ -212,6 +214,17 @@ class EncodedWeight:
     @property
     def size(self) -> int:
         return self.shape[0] * self.shape[1]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this weight holds in memory before any matmul cache: its coded planes, patch
+        positions, scales, offsets, value-model parameters and keep-mask (:attr:`MaskFormat.nbytes`).
+        More than its stream: the stream Rice-codes the patches and may store float16 scales."""
+        arrays = [self.code, self.scales, *self.patches]
+        if self.offsets is not None:
+            arrays.append(self.offsets)
+        arrays += list((self.value_params or {}).values())
+        return sum(np.asarray(a).nbytes for a in arrays) + self.mask.nbytes
 
     @property
     def n_slices(self) -> int:
@@ -290,7 +303,7 @@ class EncodedWeight:
         positions = self.patches[plane]
         if len(positions) == 0:
             return np.zeros(0, dtype=np.uint64)
-        care_index = _native.core().care_rank(self.mask.bits(), self.size, positions)
+        care_index = _native.core().care_rank(self.mask.bits(), self.size, positions.astype(np.int64))
         return (np.diff(care_index, prepend=-1) - 1).astype(np.uint64)
 
     # ----------------------------------------------------------------------------------------
@@ -602,6 +615,19 @@ def native_weight(enc: EncodedWeight) -> Any:
 
 
 # -------------------------------------------------------------------------------------------------
+def _compact_positions(positions: Any, size: int) -> Any:
+    """Patch positions as uint32 when they are integers that fit (a weight of at most 2^32 entries):
+    the kernels read them in place, and at S = 0.5, q = 4 a weight has about one patch per twelve
+    weights, so int64 positions would cost more memory than its coded planes. Anything else is
+    left for the kernels' checks to refuse."""
+    arr = np.asarray(positions)
+    if size > 1 << 32 or arr.ndim != 1 or arr.dtype.kind not in "iu":
+        return positions
+    if len(arr) and (arr.min() < 0 or arr.max() >= 1 << 32):
+        return positions
+    return np.ascontiguousarray(arr, dtype=np.uint32)
+
+
 def _rice_plan(gaps: np.ndarray) -> tuple[int, int]:
     """The Rice parameter with the fewest bits for these gaps, and that bit count."""
     if len(gaps) == 0:

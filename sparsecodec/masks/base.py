@@ -37,6 +37,16 @@ class MaskFormat(ABC):
         return self._bits
 
     @property
+    def nbytes(self) -> int:
+        """Bytes this mask holds in memory: its stored form, and its keep bits once expanded (a
+        bitmap's bits are its stored form; an all-kept mask expands to ones for the kernels)."""
+        return (0 if self._bits is None else self._bits.nbytes) + self._factor_nbytes()
+
+    def _factor_nbytes(self) -> int:
+        """Bytes of what a format stores besides the keep bits (none for a bitmap)."""
+        return 0
+
+    @property
     def kept(self) -> int:
         """Number of kept weights."""
         if self._kept is None:

@@ -72,6 +72,10 @@ class LowRankMask(MaskFormat):
         self.right = right
         self._packed: tuple[np.ndarray, np.ndarray] | None = None
 
+    def _factor_nbytes(self) -> int:
+        packed = 0 if self._packed is None else sum(a.nbytes for a in self._packed)
+        return self.left.nbytes + self.right.nbytes + packed
+
     @property
     def grid(self) -> tuple[int, int]:
         return tile_grid(self.shape, self.tile)

@@ -1,0 +1,127 @@
+"""Run-time memory: what an encoded weight and its matmul caches hold, and the budget of "auto"."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pickle
+
+import numpy as np
+import pytest
+
+import sparsecodec as sc
+from sparsecodec.matmul import AUTO_MEMORY_BUDGET, cache_nbytes, candidate_strategies, run_time_nbytes
+
+BATCHES = (1, 3, 8, 64, 200)
+mm = importlib.import_module("sparsecodec.matmul")  # the module, not sc.matmul the function
+
+
+def _weight(shape=(192, 256), seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _arrays_nbytes(enc):
+    arrays = [enc.code, enc.scales, *enc.patches, *(enc.value_params or {}).values()]
+    if enc.offsets is not None:
+        arrays.append(enc.offsets)
+    return sum(a.nbytes for a in arrays)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(sparsity=0.9, bits=1),
+        dict(sparsity=0.5, bits=2),
+        dict(sparsity=0.5, bits=4, group_size=64, scale_dtype="float16"),
+        dict(sparsity=0.0, bits=4, group_size=64, scale_dtype="float16"),
+        dict(sparsity=0.5, bits=3, method="uniform"),  # offsets and value-model parameters
+        dict(sparsity=0.0, bits=8, group_size=64),
+        dict(sparsity=0.6, bits=2, mask_format="lowrank", rank=4, tile=(32, 64)),
+    ],
+)
+def test_auto_keeps_the_weight_and_its_caches_within_the_budget(kwargs):
+    enc = sc.encode(_weight(), **kwargs)
+    x = np.random.default_rng(1).standard_normal((max(BATCHES), enc.shape[1])).astype(np.float32)
+    w = sc.decode(enc)
+    for batch in BATCHES:  # every batch size may choose another strategy and build its cache
+        np.testing.assert_allclose(sc.matmul(x[:batch], enc), x[:batch] @ w.T, rtol=1e-4, atol=1e-4)
+    # a weight past the budget on its own (8 bits, nothing pruned) gets no cache at all
+    assert run_time_nbytes(enc) <= max(AUTO_MEMORY_BUDGET * enc.size, enc.nbytes)
+    assert "lut_stream" in candidate_strategies(enc) and "dense" in candidate_strategies(enc)
+
+
+def test_the_budget_admits_the_decoded_planes_first_then_the_sparse_form(monkeypatch):
+    enc = sc.encode(_weight(), sparsity=0.9, bits=1)
+    assert {"lut", "sparse"} <= set(candidate_strategies(enc))  # both fit at 0.9 sparsity, 1 bit
+    lut_only = (enc.nbytes + mm._lut_cache_nbytes(enc) + 1) / enc.size  # the planes fit, the sparse form not
+    monkeypatch.setattr(mm, "AUTO_MEMORY_BUDGET", lut_only)
+    assert candidate_strategies(enc) == ["dense", "lut", "lut_stream"]
+    monkeypatch.setattr(mm, "AUTO_MEMORY_BUDGET", 0.0)  # nothing fits: only what caches nothing
+    assert candidate_strategies(enc) == ["dense", "lut_stream"]
+    # the fast mode is not bounded
+    assert {"sparse", "lut"} <= set(candidate_strategies(enc, "auto_int8"))
+
+
+@pytest.mark.parametrize("strategy", ["lut", "sparse"])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(sparsity=0.9, bits=1),
+        dict(sparsity=0.5, bits=4, group_size=64),
+        dict(sparsity=0.0, bits=2),
+        dict(sparsity=0.5, bits=2, cols=300),  # more than 256 columns at 2 bits: the sparse form is 3 B/entry
+        dict(sparsity=0.6, bits=2, mask_format="lowrank", rank=4, tile=(32, 64)),
+    ],
+)
+def test_predicted_cache_sizes_are_the_built_ones(strategy, kwargs):
+    kwargs = dict(kwargs)
+    enc = sc.encode(_weight((96, kwargs.pop("cols", 256))), **kwargs)
+    predicted = mm._BUDGETED_CACHES[strategy](enc)
+    sc.matmul(np.ones((1, enc.shape[1]), np.float32), enc, strategy=strategy)
+    assert cache_nbytes(enc) == predicted
+
+
+def test_decoded_planes_read_a_bitmap_mask_in_place_and_hold_a_lowrank_one():
+    x = np.random.default_rng(2).standard_normal((5, 256)).astype(np.float32)
+    words = (96 * 256 + 63) // 64 + 2
+    for fmt, extra, kw in (("bitmap", 0, {}), ("lowrank", 1, dict(rank=4, tile=(32, 64)))):
+        enc = sc.encode(_weight((96, 256)), sparsity=0.6, bits=3, mask_format=fmt, **kw)
+        y = sc.matmul(x, enc, strategy="lut")
+        assert cache_nbytes(enc) == 8 * words * (3 + extra)
+        np.testing.assert_allclose(y, x @ sc.decode(enc).T, rtol=1e-4, atol=1e-4)
+
+
+def test_weight_nbytes_counts_what_it_holds():
+    enc = sc.encode(_weight(), sparsity=0.5, bits=4, group_size=64, scale_dtype="float16")
+    assert enc.nbytes == _arrays_nbytes(enc) + enc.mask.bits().nbytes
+    none = sc.encode(_weight(), sparsity=0.0, bits=2)
+    sc.matmul(np.ones((1, 256), np.float32), none, strategy="lut_stream")
+    assert none.nbytes == _arrays_nbytes(none) + 8 * ((none.size + 63) // 64)  # the kernels read ones
+    assert run_time_nbytes(none) == none.nbytes  # streaming caches nothing
+
+
+def test_patch_positions_are_held_compactly_and_read_in_place():
+    enc = sc.encode(_weight(), sparsity=0.5, bits=4, group_size=64)
+    assert all(p.dtype == np.uint32 for p in enc.patches) and sum(map(len, enc.patches)) > 0
+    loaded = sc.EncodedWeight.from_bytes(enc.to_bytes())
+    assert all(p.dtype == np.uint32 for p in loaded.patches)
+    assert pickle.loads(pickle.dumps(enc)).patches[0].dtype == np.uint32
+    w = sc.decode(enc)
+    assert np.array_equal(sc.decode(loaded), w)
+    # int64 positions (a caller's own) decode the same
+    wide = sc.EncodedWeight.from_bytes(enc.to_bytes())
+    object.__setattr__(wide, "patches", tuple(p.astype(np.int64) for p in enc.patches))  # past the compaction
+    assert np.array_equal(sc.decode(wide), w)
+    x = np.ones((2, 256), np.float32)
+    assert np.array_equal(sc.matmul(x, wide, strategy="lut_stream"), sc.matmul(x, enc, strategy="lut_stream"))
+
+
+def test_bad_patch_arrays_are_refused_clearly():
+    enc = sc.encode(_weight(), sparsity=0.5, bits=2)
+    floats = dataclasses.replace(enc, patches=(np.array([1.0, 2.0]), enc.patches[1]))
+    with pytest.raises(TypeError, match="patches must have dtype uint32 or int64, got float64"):
+        sc.decode(floats)
+    outside = dataclasses.replace(enc, patches=(np.array([enc.size], np.int64), enc.patches[1]))
+    assert outside.patches[0].dtype == np.uint32  # integers that fit are held as uint32
+    with pytest.raises(ValueError, match="strictly ascending and inside the plane"):
+        sc.decode(outside)
