@@ -14,12 +14,19 @@ namespace {
 
 constexpr int64_t kMaxBatchPerPass = 512;  // bounds the prepared copies of x
 
+// The fewest rows a tile should span: a scattered layout's group, which a tile decodes whole
+// whenever it overlaps it (tiles of fewer rows decode each group several times); 1 otherwise.
+int64_t group_rows(const MatmulWeight& w, const SliceLayout& layout) {
+    if (layout.identity() || layout.group_count() == 0) return 1;
+    return (layout.group(0).positions + w.cols - 1) / w.cols;
+}
+
 // Rows per tile: about 2^20 weights (bit buffers of 128 KiB per plane), but enough tiles to keep
-// every thread busy.
-int64_t tile_rows(const MatmulWeight& w) {
+// every thread busy, and at least group_rows.
+int64_t tile_rows(const MatmulWeight& w, const SliceLayout& layout) {
     int64_t r = std::max<int64_t>(8, (int64_t(1) << 20) / std::max<int64_t>(1, w.cols));
     const int64_t balanced = (w.rows + 4 * max_threads() - 1) / (4 * max_threads());
-    return std::max<int64_t>(1, std::min({r, balanced, int64_t(512)}));
+    return std::max(group_rows(w, layout), std::min({r, balanced, int64_t(512)}));
 }
 
 // A zeroed float buffer starting on a cache line, so that no vector load of it straddles two lines.
@@ -82,7 +89,7 @@ void prepare_input(const MatmulWeight& w, MatmulStrategy strategy, const float* 
 void run_lut_streaming(const MatmulWeight& w, const MatmulInput& in) {
     const auto lut_rows = kernels().lut_rows;
     const SliceLayout layout = make_layout(*w.net, w.geo);
-    const int64_t rows_per_tile = tile_rows(w);
+    const int64_t rows_per_tile = tile_rows(w, layout);
     const int64_t tiles = (w.rows + rows_per_tile - 1) / rows_per_tile;
     ExceptionCollector errors;
 #pragma omp parallel num_threads(max_threads())
@@ -173,7 +180,7 @@ void compressed_matmul(const MatmulWeight& w, MatmulStrategy strategy, const Spa
 
 void decode_rows(const MatmulWeight& w, int64_t r0, int64_t r1, float* out) {
     const SliceLayout layout = make_layout(*w.net, w.geo);
-    const int64_t step = std::max<int64_t>(1, std::min<int64_t>(tile_rows(w), (r1 - r0 + 2 * max_threads() - 1) / (2 * max_threads())));
+    const int64_t step = std::max(group_rows(w, layout), std::min<int64_t>(tile_rows(w, layout), (r1 - r0 + 2 * max_threads() - 1) / (2 * max_threads())));
     const int64_t tiles = (r1 - r0 + step - 1) / step;
     ExceptionCollector errors;
 #pragma omp parallel num_threads(max_threads())
@@ -220,7 +227,7 @@ void build_sparse_plan(const MatmulWeight& w, std::vector<int64_t>& seg, std::ve
     if (cols > sparse_max_cols(q))
         throw std::invalid_argument("the sparse form supports at most 32768 columns for q = 1 and 65536 for q >= 2");
     const SliceLayout layout = make_layout(*w.net, w.geo);
-    const int64_t rows_per_tile = tile_rows(w);
+    const int64_t rows_per_tile = tile_rows(w, layout);
     const int64_t tiles = (rows + rows_per_tile - 1) / rows_per_tile;
     seg.assign(size_t(rows * groups + 1), 0);
     ExceptionCollector errors;
@@ -282,7 +289,7 @@ void build_sparse_plan(const MatmulWeight& w, std::vector<int64_t>& seg, std::ve
 void decode_all_bits(const MatmulWeight& w, DecodedBits& out) {
     const SliceLayout layout = make_layout(*w.net, w.geo);
     // Tiles of a multiple of 64 rows start on a word boundary, so no two threads share a word.
-    const int64_t rows_per_tile = (tile_rows(w) + 63) / 64 * 64;
+    const int64_t rows_per_tile = (tile_rows(w, layout) + 63) / 64 * 64;
     const int64_t tiles = (w.rows + rows_per_tile - 1) / rows_per_tile;
     const size_t words = size_t((w.rows * w.cols + 63) / 64 + 2);
     out.rows = w.rows;
