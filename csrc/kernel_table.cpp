@@ -18,7 +18,8 @@ void dequant_range_scalar_nt(const ScaleLayout& layout, const uint64_t* const* p
     dequant_range_scalar(layout, planes, mask, p0, count, out);
 }
 
-bool band_inputs_none(const XorNetwork&, const PlaneGeometry&, const uint64_t*, int64_t, uint64_t*) { return false; }
+// For band_inputs and band_direct: this level has no shortcut.
+bool band_none(const XorNetwork&, const PlaneGeometry&, const uint64_t*, int64_t, uint64_t*) { return false; }
 
 int lut_blocks_one(int) { return 1; }  // the scalar lut kernel takes one block of lanes at a time
 
@@ -26,8 +27,9 @@ constexpr Kernels kScalar = [] {
     Kernels k{};
     k.level = SimdLevel::scalar;
     k.decode_slices = &decode_slices_scalar;
-    k.band_inputs = &band_inputs_none;
+    k.band_inputs = &band_none;
     k.band_outputs = &band_outputs_scalar;
+    k.band_direct = &band_none;
     k.dequant_range = &dequant_range_scalar_nt;
     k.lowrank_row = &lowrank_row_scalar;
     k.lut_rows = &lut_rows_scalar;
@@ -63,6 +65,7 @@ constexpr Kernels kAvx2 = [] {
 constexpr Kernels kAvx512 = [] {
     Kernels k = kAvx2;
     k.level = SimdLevel::avx512;
+    k.band_direct = &band_direct_avx512;
     k.lut_int8_rows = &lut_int8_rows_avx512;
     k.int8_tables_lane = &int8_tables_lane_avx512;
     k.decode_int8_tile = &decode_int8_tile_avx512;

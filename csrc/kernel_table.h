@@ -43,6 +43,10 @@ struct Kernels {
                         uint64_t* x);
     // plane_codec.h: decode_band's outputs from its transposed inputs.
     void (*band_outputs)(const uint64_t* x, const XorNetwork& net, uint64_t* out);
+    // plane_codec.h: decode_band's outputs for a full band straight from the code, or false when this
+    // level has no such kernel for the network (then band_inputs and band_outputs run).
+    bool (*band_direct)(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int64_t t0,
+                        uint64_t* out);
 
     // dequant.h: dequant_range (the scalar kernel ignores `nontemporal`).
     void (*dequant_range)(const ScaleLayout& layout, const uint64_t* const* planes, const uint64_t* mask, int64_t p0,

@@ -79,6 +79,13 @@ void band_outputs_avx2(const uint64_t* x, const XorNetwork& net, uint64_t* out);
 // Equal to transposing the 64 windows, which is the reference.
 bool band_inputs_bmi2(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int64_t t0, uint64_t* x);
 #endif
+#ifdef SPARSECODEC_HAS_AVX512
+// decode_band's outputs for a full band (t0 a multiple of 64) when n_in = 8, straight from the code
+// bytes with GF2P8AFFINEQB; returns false (out untouched) for other networks. Identical to
+// band_inputs + band_outputs, the reference.
+bool band_direct_avx512(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int64_t t0,
+                        uint64_t* out);
+#endif
 
 // Decodes q whole planes with patches applied: out is q * plane_words words.
 void decode_planes(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int q,

@@ -256,18 +256,32 @@ def test_scatter_layout_is_the_format_1_definition(length, n_out, group_bands):
     assert core().layout_positions(length, 8, n_out, 1, 77, 64, "linear", 1).tolist() == list(range(len(got)))
 
 
-@pytest.mark.parametrize("n_in,n_out,depth,group_bands", [(8, 88, 2, 2), (64, 300, 1, 1), (5, 13, 1, 4), (3, 20, 3, 3)])
-def test_scatter_decode_matches_definition(n_in, n_out, depth, group_bands, rng, simd_level):
+@pytest.mark.parametrize(
+    "n_in,n_out,depth,group_bands,chain",
+    [
+        (8, 88, 2, 2, 64),
+        (64, 300, 1, 1, 64),
+        (5, 13, 1, 4, 64),
+        (3, 20, 3, 3, 64),
+        # n_in = 8: the AVX-512 level decodes whole bands from the code bytes (GF2P8AFFINEQB), with
+        # chains restarting at band starts and inside groups, at depths 1 and 2 (n_in * depth <= 20)
+        (8, 20, 2, 3, 128),
+        (8, 9, 2, 2, 64),
+        (8, 100, 2, 1, 192),
+        (8, 64, 1, 2, 64),
+    ],
+)
+def test_scatter_decode_matches_definition(n_in, n_out, depth, group_bands, chain, rng, simd_level):
     """Bit-sliced band decoding placed by the scatter layout equals the GF(2) definition moved to the
     layout's positions."""
     length = 64 * n_out * 5 + 77
     n_slices = -(-length // n_out)
     code = pack_bits(rng.random(n_slices * n_in) < 0.5)
     got = core().decode_planes(
-        code[None], [np.zeros(0, np.int64)], length, n_in, n_out, depth, 7, 64, "scatter", group_bands
+        code[None], [np.zeros(0, np.int64)], length, n_in, n_out, depth, 7, chain, "scatter", group_bands
     )
-    slice_order = _window_reference(code, n_slices * n_out, n_in, n_out, depth, 7, 64)
-    positions = core().layout_positions(length, n_in, n_out, depth, 7, 64, "scatter", group_bands)
+    slice_order = _window_reference(code, n_slices * n_out, n_in, n_out, depth, 7, chain)
+    positions = core().layout_positions(length, n_in, n_out, depth, 7, chain, "scatter", group_bands)
     want = np.zeros(n_slices * n_out, bool)
     want[positions] = slice_order
     assert np.array_equal(unpack_bits(got[0], length), want[:length])
