@@ -66,6 +66,7 @@ constexpr Kernels kAvx512 = [] {
     Kernels k = kAvx2;
     k.level = SimdLevel::avx512;
     k.band_direct = &band_direct_avx512;
+    k.decode_slices = &decode_slices_avx512;
     k.lut_int8_rows = &lut_int8_rows_avx512;
     k.int8_tables_lane = &int8_tables_lane_avx512;
     k.decode_int8_tile = &decode_int8_tile_avx512;

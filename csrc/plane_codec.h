@@ -80,6 +80,10 @@ void band_outputs_avx2(const uint64_t* x, const XorNetwork& net, uint64_t* out);
 bool band_inputs_bmi2(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int64_t t0, uint64_t* x);
 #endif
 #ifdef SPARSECODEC_HAS_AVX512
+// decode_slices for square 64-bit networks of depth 1 with GF2P8AFFINEQB, 64 slices at a time
+// (others, and the last slices, go to decode_slices_avx2); identical results.
+void decode_slices_avx512(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code,
+                          int64_t s0, int64_t s1, uint64_t* out);
 // decode_band's outputs for a full band (t0 a multiple of 64) when n_in = 8, straight from the code
 // bytes with GF2P8AFFINEQB; returns false (out untouched) for other networks. Identical to
 // band_inputs + band_outputs, the reference.

@@ -65,12 +65,13 @@ XorNetwork::XorNetwork(int n_in_, int n_out_, int depth_, uint64_t seed_)
     for (int g = 0; g < nibble_groups; ++g)
         for (int r = 0; r < n_out; ++r)
             nibbles_by_group[size_t(g) * size_t(padded_n_out) + size_t(r)] = uint8_t((rows[size_t(r)] >> (4 * g)) & 15);
-    if (n_in == 8) {
-        byte_matrices.assign(size_t(ceil_div(n_out, 8)) * size_t(depth), 0);
+    if (window % 8 == 0) {
+        window_bytes = window / 8;
+        byte_matrices.assign(size_t(ceil_div(n_out, 8)) * size_t(window_bytes), 0);
         for (int r = 0; r < n_out; ++r)
-            for (int lag = 0; lag < depth; ++lag)
-                byte_matrices[size_t(r / 8) * size_t(depth) + size_t(lag)] |= ((rows[size_t(r)] >> (8 * lag)) & 255)
-                                                                               << (8 * (7 - r % 8));
+            for (int j = 0; j < window_bytes; ++j)
+                byte_matrices[size_t(r / 8) * size_t(window_bytes) + size_t(j)] |= ((rows[size_t(r)] >> (8 * j)) & 255)
+                                                                                  << (8 * (7 - r % 8));
     }
     // Columns, then byte tables built by doubling (entry v | bit = entry v ^ column).
     table_count = int(ceil_div(window, 8));

@@ -47,9 +47,10 @@ struct XorNetwork {
     // (padded_n_out = n_out rounded up to 32, zeros past n_out).
     int padded_n_out = 0;
     std::vector<uint8_t> nibbles_by_group;
-    // For n_in = 8 (every window is whole code bytes), the AVX-512 band decoder's GF2P8AFFINEQB
-    // matrices: byte_matrices[k * depth + lag] maps code byte t - lag to output bits 8k .. 8k + 7
-    // (byte 7 - b of the matrix is row 8k + b's byte `lag`); empty for other n_in.
+    // For windows of whole bytes, the AVX-512 decoders' GF2P8AFFINEQB matrices:
+    // byte_matrices[k * window_bytes + j] maps window byte j to output bits 8k .. 8k + 7 (byte 7 - b
+    // of the matrix is byte j of row 8k + b); empty when the window is not whole bytes.
+    int window_bytes = 0;
     std::vector<uint64_t> byte_matrices;
 
     XorNetwork(int n_in, int n_out, int depth, uint64_t seed);

@@ -67,7 +67,16 @@ def test_network_generator_is_the_format_1_definition(n_in, n_out, depth, seed):
     "n_in,n_out,depth,chain", [(8, 88, 2, 64), (64, 300, 1, 64), (5, 13, 1, 64), (3, 20, 3, 64), (4, 9, 4, 128)]
 )
 def test_decode_matches_gf2_definition(n_in, n_out, depth, chain, rng, simd_level):
-    length = 64 * 50 + 17
+    _check_decode(n_in, n_out, depth, chain, 64 * 50 + 17, rng)
+
+
+def test_square_64_bit_network_decodes_to_the_definition(rng, simd_level):
+    """Encode's network when nothing is pruned (n_in = n_out = 64): the AVX-512 level decodes 64
+    slices at a time with GF2P8AFFINEQB, the rest one by one."""
+    _check_decode(64, 64, 1, 64, 64 * 64 * 3 + 64 * 5 + 9, rng)
+
+
+def _check_decode(n_in, n_out, depth, chain, length, rng):
     n_slices = -(-length // n_out)
     code = pack_bits(rng.random(n_slices * n_in) < 0.5)
     got = core().decode_planes(code[None], [np.zeros(0, np.int64)], length, n_in, n_out, depth, 7, chain)
