@@ -40,7 +40,7 @@ import torch
 from readme_tables import write_results, write_section
 
 import sparsecodec as sc
-from sparsecodec.matmul import choose_strategy, int8_kernels_vectorised, run_time_nbytes
+from sparsecodec.matmul import choose_strategy, int8_kernels_vectorised
 from sparsecodec.nn import SQLinear
 
 #: (sparsity, bits, group size)
@@ -90,9 +90,10 @@ def measure(rows: int, cols: int, sparsity: float, bits: int, group, batches: li
     w_hat = sc.decode(enc)
     layers = {"ours": SQLinear(copy.deepcopy(enc), strategy="auto_int8").eval(), "ours, exact": SQLinear(enc).eval()}
     calls, memory = _peers(w_hat)
-    streaming_only = copy.deepcopy(enc)  # what a weight holds when nothing is cached
-    sc.matmul(np.zeros((1, cols), np.float32), streaming_only, strategy="lut_stream")
-    memory["ours, streaming"] = run_time_nbytes(streaming_only)
+    streaming_only = SQLinear(copy.deepcopy(enc), strategy="lut_stream").eval()  # nothing cached
+    with torch.inference_mode():
+        streaming_only(torch.zeros(1, cols))
+    memory["ours, streaming"] = streaming_only.memory_nbytes()
     results = []
     for batch in batches:
         x = torch.from_numpy(rng.standard_normal((batch, cols)).astype(np.float32))
@@ -132,7 +133,7 @@ def measure(rows: int, cols: int, sparsity: float, bits: int, group, batches: li
                     times[name].append(time.perf_counter() - t0)
         for name, ts in times.items():
             layer = layers.get(name)
-            mem = run_time_nbytes(layer.encoded_weights()[0]) if layer is not None else memory[name]
+            mem = layer.memory_nbytes() if layer is not None else memory[name]
             results.append(
                 result_row(
                     (rows, cols, sparsity, bits, batch),
@@ -224,9 +225,9 @@ def table(rows: list[dict]) -> str:
             )
     lines += [
         "",
-        "Run-time memory, bytes per weight (ours: what the encoded weight holds in memory, its patch positions, "
-        "float32 scales and keep-mask words, plus the caches its strategies built over all batch sizes; "
-        "`sparsecodec.matmul.run_time_nbytes`):",
+        "Run-time memory, bytes per weight (ours: `SQLinear.memory_nbytes()`, the layer's stream buffer, the "
+        "EncodedWeight parsed from it with its patch positions, float32 scales and keep-mask words, and the "
+        "caches its strategies built over all batch sizes):",
         "",
         "| layer | S, q | ours (auto_int8) | ours exact (auto) | ours, streaming | " + " | ".join(PEERS) + " |",
         "|---|---|---|---|---|" + "---|" * len(PEERS),

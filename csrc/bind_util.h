@@ -94,8 +94,8 @@ struct MaskArrays {
 MaskArrays require_mask(const py::tuple& spec, int64_t rows, int64_t cols);
 
 // An encoded weight as the kernels see it: built once from its arrays and parameters, checked, and
-// kept (Python caches it beside the EncodedWeight). Owns the network and the arrays it points into;
-// patch positions are copied, so nothing can change them while the GIL is released.
+// kept (Python caches it beside the EncodedWeight). Owns the network and holds the arrays it points
+// into, patch positions included (read in place: see patch_list.h for why that is safe).
 struct NativeWeight {
     std::unique_ptr<XorNetwork> net;
     py::array_t<uint64_t> code;

@@ -71,7 +71,9 @@ void register_weight(py::module_& m) {
              py::arg("layout"), py::arg("group_bands"))
         .def_property_readonly("shape", [](const NativeWeight& nw) { return py::make_tuple(nw.weight.rows, nw.weight.cols); })
         .def_property_readonly("bits", [](const NativeWeight& nw) { return nw.weight.q(); })
-        .def_property_readonly("has_offsets", [](const NativeWeight& nw) { return nw.weight.scales.offsets != nullptr; });
+        .def_property_readonly("has_offsets", [](const NativeWeight& nw) { return nw.weight.scales.offsets != nullptr; })
+        .def_property_readonly("network_nbytes", [](const NativeWeight& nw) { return nw.net->nbytes(); },
+                               "Bytes of the XOR network's decode tables this weight holds.");
 
     m.def(
         "decode_dense",
@@ -188,8 +190,8 @@ void register_weight(py::module_& m) {
                     bits = &plan_obj.cast<const DecodedBitsHolder&>().bits;
                     if (bits->rows != rows || bits->cols != cols || int(bits->planes.size()) != w.q())
                         throw std::invalid_argument("the DecodedBits were built for another weight shape or bit count");
-                    if (!bits->mask_available(w))
-                        throw std::invalid_argument("the DecodedBits were built for a weight with a bitmap mask, this one has none");
+                    if (!bits->built_for(w))
+                        throw std::invalid_argument("the DecodedBits were built for another weight's mask");
                 }
             } else if (strategy == "sparse") {
                 kind = MatmulStrategy::sparse;

@@ -15,7 +15,8 @@ namespace {
 constexpr int64_t kMaxBatchPerPass = 512;  // bounds the prepared copies of x
 
 // The fewest rows a tile should span: a scattered layout's group, which a tile decodes whole
-// whenever it overlaps it (tiles of fewer rows decode each group several times); 1 otherwise.
+// whenever it overlaps it (tiles of fewer rows decode each group several times; a group straddling
+// two tiles is still decoded twice); 1 otherwise.
 int64_t group_rows(const MatmulWeight& w, const SliceLayout& layout) {
     if (layout.identity() || layout.group_count() == 0) return 1;
     return (layout.group(0).positions + w.cols - 1) / w.cols;
@@ -296,6 +297,7 @@ void decode_all_bits(const MatmulWeight& w, DecodedBits& out) {
     out.cols = w.cols;
     out.planes.assign(size_t(w.q()), std::vector<uint64_t>(words, 0));
     out.mask.assign(w.mask.bitmap ? 0 : words, 0);  // a bitmap is read where it is
+    out.bitmap = w.mask.bitmap;
     ExceptionCollector errors;
 #pragma omp parallel num_threads(max_threads())
     {

@@ -65,8 +65,9 @@ struct DecodedBits {
     int64_t rows = 0, cols = 0;
     std::vector<std::vector<uint64_t>> planes;
     std::vector<uint64_t> mask;  // empty when the weight's bitmap is read instead
-    // Whether these bits can run with w: the mask they need is there.
-    bool mask_available(const MatmulWeight& w) const { return !mask.empty() || w.mask.bitmap != nullptr; }
+    const uint64_t* bitmap = nullptr;  // that bitmap
+    // Whether these bits were decoded from w's mask (the planes are checked by shape only).
+    bool built_for(const MatmulWeight& w) const { return mask.empty() ? bitmap == w.mask.bitmap : !w.mask.bitmap; }
     const uint64_t* mask_of(const MatmulWeight& w) const { return mask.empty() ? w.mask.bitmap : mask.data(); }
     BitRows view(const MatmulWeight& w, int64_t r0, int64_t r1) const {
         BitRows v{r0, r1, r0 * cols, mask_of(w), {}};

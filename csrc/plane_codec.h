@@ -63,7 +63,8 @@ void decode_group(const XorNetwork& net, const PlaneGeometry& geo, const SliceLa
 // Decodes the slices t0 .. t0+slices-1 (slices <= 64) bit-sliced: out[j] (j < n_out) receives bit j
 // of every slice, slice s at bit s (zero above `slices`). The windows are transposed once, and each
 // output word is the XOR of the input bit-words selected by row j of the network, read through
-// 4-bit lookup tables.
+// 4-bit lookup tables; a full band goes first to the level's band_direct kernel (AVX-512: networks
+// of 8 stored bits per slice).
 void decode_band(const XorNetwork& net, const PlaneGeometry& geo, const uint64_t* code, int64_t t0, int slices,
                  uint64_t* out);
 

@@ -93,6 +93,11 @@ XorNetwork::XorNetwork(int n_in_, int n_out_, int depth_, uint64_t seed_)
     }
 }
 
+int64_t XorNetwork::nbytes() const {
+    return int64_t((rows.size() + tables.size() + byte_matrices.size()) * sizeof(uint64_t) +
+                   nibble_offsets.size() * sizeof(uint16_t) + nibbles_by_group.size());
+}
+
 void XorNetwork::decode_window(uint64_t win, uint64_t* y) const {
     const uint64_t* t0 = table(0, unsigned(win & 255));
     for (int w = 0; w < out_words; ++w) y[w] = t0[w];

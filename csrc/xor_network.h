@@ -56,6 +56,8 @@ struct XorNetwork {
     XorNetwork(int n_in, int n_out, int depth, uint64_t seed);
     // Writes the n_out decoded bits of one window into y (out_words words).
     void decode_window(uint64_t window, uint64_t* y) const;
+    // Bytes of the rows and decode tables above.
+    int64_t nbytes() const;
 };
 
 // Throws std::invalid_argument naming the parameter when (n_in, n_out, depth) is unsupported.

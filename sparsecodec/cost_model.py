@@ -20,7 +20,7 @@ TABLE_PATH = Path(__file__).with_name("cost_model.json")
 
 
 def features(
-    strategy: str, *, rows: int, cols: int, kept: int, bits: int, batch: int, slices: int = 0
+    strategy: str, *, rows: int, cols: int, kept: int, bits: int, batch: int, slices: int
 ) -> dict[str, float]:
     """The quantities ``strategy``'s time is linear in, for a (rows, cols) weight with ``kept`` kept
     weights, ``bits`` planes and ``slices`` XOR-coded slices per plane, at this batch size."""
@@ -51,7 +51,7 @@ def features(
     if strategy == "lut_stream":
         # the lut kernel on planes decoded tile by tile on every call: the XOR decode costs per
         # position and per slice of every plane (fewer, longer slices decode faster per position)
-        lut = features("lut", rows=rows, cols=cols, kept=kept, bits=bits, batch=batch)
+        lut = features("lut", rows=rows, cols=cols, kept=kept, bits=bits, batch=batch, slices=slices)
         return {**lut, "decoded_positions": positions * bits, "decoded_slices": slices * bits}
     if strategy == "lut_int8":
         passes = -(-batch // _lanes(bits))  # passes of the kernel over each block's indices

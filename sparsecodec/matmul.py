@@ -13,7 +13,7 @@ Four exact strategies (exact up to float32 rounding) and two fast, approximate o
   not the kept ones: it wins at moderate sparsity and small batches.
 * ``"lut_stream"``: the same kernel with nothing cached: per tile of rows the XOR-coded planes and
   the mask are decoded into cache-sized bit buffers as the product goes, so the run-time memory is
-  the compressed stream alone.
+  the encoded weight alone (:attr:`EncodedWeight.nbytes`).
 * ``"dense"``: tiles of rows are dequantised into a reused float buffer and multiplied by torch's
   GEMM: the decode is paid on every call, so it wins only for batches far larger than the layer.
 * ``"lut_int8"`` (approximate, like torch's dynamic int8): the lookup tables are built per 4
@@ -38,7 +38,7 @@ Four exact strategies (exact up to float32 rounding) and two fast, approximate o
 ``strategy="auto"`` picks the fastest exact strategy by a cost model fitted to measurements
 (:mod:`sparsecodec.cost_model`, refitted by bench/fit_cost_model.py) among those whose caches keep
 the weight within :data:`AUTO_MEMORY_BUDGET` bytes per weight (1, int8's), the weight's own arrays
-included; ``"auto_int8"`` lets it pick ``"lut_int8"`` and ``"int8_tiles"`` too where their AVX-512
+included (a layer's stream buffer is not); ``"auto_int8"`` lets it pick ``"lut_int8"`` and ``"int8_tiles"`` too where their AVX-512
 kernels run, with no memory budget (below that level they are the scalar references, and
 ``"auto_int8"`` picks as ``"auto"`` does, without the budget).
 :func:`cache_nbytes` tells what the caches of a weight hold, :func:`run_time_nbytes` what the weight
@@ -302,7 +302,8 @@ _BUDGETED_CACHES = {"lut": _lut_cache_nbytes, "sparse": _sparse_cache_nbytes}
 #: Bytes per weight ``"auto"`` keeps a weight within at run time, the weight and its caches together
 #: (:func:`run_time_nbytes`): int8's one byte. A cache that would not fit is not built, and ``"auto"``
 #: chooses among what is left (``"lut_stream"`` and ``"dense"`` cache nothing). ``"auto_int8"`` trades
-#: memory for speed and has no budget.
+#: memory for speed and has no budget. A compressed layer also holds its stream buffer, which is
+#: outside the budget (``SQLinear.memory_nbytes``).
 AUTO_MEMORY_BUDGET = 1.0
 
 
@@ -354,9 +355,11 @@ def candidate_strategies(enc: EncodedWeight, auto: str = "auto") -> list[str]:
 
 def _within_budget(enc: EncodedWeight, strategies: list[str]) -> list[str]:
     """``strategies`` less the cached ones whose caches would take the weight past
-    :data:`AUTO_MEMORY_BUDGET`, admitted in the order of ``_BUDGETED_CACHES`` (the same answer
-    whatever was called before: it counts the caches by their predicted sizes, built or not)."""
+    :data:`AUTO_MEMORY_BUDGET`, admitted in the order of ``_BUDGETED_CACHES``. It counts these caches
+    by their predicted sizes, built or not, and not the caches other strategies built (an explicit
+    strategy's, or ``"auto_int8"``'s), so that its answer does not depend on what ran before."""
     native_weight(enc)  # what every strategy reads (an all-kept mask expands to ones here): counted
+    enc.mask.kept  # noqa: B018 - a low-rank mask expands its bits to count them: counted before, not after
     room = AUTO_MEMORY_BUDGET * enc.size - enc.nbytes
     admitted = set()
     for name, need in _BUDGETED_CACHES.items():

@@ -69,7 +69,7 @@ def test_the_budget_admits_the_decoded_planes_first_then_the_sparse_form(monkeyp
         dict(sparsity=0.9, bits=1),
         dict(sparsity=0.5, bits=4, group_size=64),
         dict(sparsity=0.0, bits=2),
-        dict(sparsity=0.5, bits=2, cols=300),  # more than 256 columns at 2 bits: the sparse form is 3 B/entry
+        dict(sparsity=0.5, bits=8, cols=300),  # column and bits overflow 16 bits: the sparse form is 3 B/entry
         dict(sparsity=0.6, bits=2, mask_format="lowrank", rank=4, tile=(32, 64)),
     ],
 )
@@ -96,7 +96,8 @@ def test_weight_nbytes_counts_what_it_holds():
     assert enc.nbytes == _arrays_nbytes(enc) + enc.mask.bits().nbytes
     none = sc.encode(_weight(), sparsity=0.0, bits=2)
     sc.matmul(np.ones((1, 256), np.float32), none, strategy="lut_stream")
-    assert none.nbytes == _arrays_nbytes(none) + 8 * ((none.size + 63) // 64)  # the kernels read ones
+    ones = 8 * ((none.size + 63) // 64)  # the kernels read an all-kept mask as ones
+    assert none.nbytes == _arrays_nbytes(none) + ones + none._native.network_nbytes > _arrays_nbytes(none) + ones
     assert run_time_nbytes(none) == none.nbytes  # streaming caches nothing
 
 
@@ -125,3 +126,34 @@ def test_bad_patch_arrays_are_refused_clearly():
     assert outside.patches[0].dtype == np.uint32  # integers that fit are held as uint32
     with pytest.raises(ValueError, match="strictly ascending and inside the plane"):
         sc.decode(outside)
+
+
+def test_a_layer_reports_its_stream_its_parsed_weight_and_its_caches():
+    torch = pytest.importorskip("torch")
+    from sparsecodec.nn import SQLinear
+
+    layer = SQLinear.from_linear(torch.nn.Linear(256, 96), sc.SQConfig(sparsity=0.5, bits=2)).eval()
+    enc = layer.encoded_weights()[0]
+    x = torch.ones(3, 256)
+    with torch.inference_mode():
+        layer.strategy = "lut_stream"  # caches nothing; builds the kernels' view of the weight
+        layer(x)
+        before = layer.memory_nbytes()
+        assert before == layer.encoded.numel() + enc.nbytes and cache_nbytes(enc) == 0
+        layer.strategy = "lut"
+        layer(x)
+    assert layer.memory_nbytes() == before + cache_nbytes(enc) and cache_nbytes(enc) > 0
+
+
+def test_decoded_planes_refuse_a_weight_whose_mask_they_do_not_read():
+    from sparsecodec import _native
+    from sparsecodec.formats.xor_codec import native_weight
+
+    a = sc.encode(_weight((96, 256), seed=1), sparsity=0.5, bits=2)
+    b = sc.encode(_weight((96, 256), seed=2), sparsity=0.5, bits=2)
+    bits_of_a = mm.decoded_bits(a)
+    x = np.ones((1, 256), np.float32)
+    core = _native.core()
+    np.testing.assert_allclose(core.matmul(x, native_weight(a), "lut", bits_of_a), x @ sc.decode(a).T, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="built for another weight's mask"):
+        core.matmul(x, native_weight(b), "lut", bits_of_a)

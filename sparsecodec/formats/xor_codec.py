@@ -218,13 +218,15 @@ class EncodedWeight:
     @property
     def nbytes(self) -> int:
         """Bytes this weight holds in memory before any matmul cache: its coded planes, patch
-        positions, scales, offsets, value-model parameters and keep-mask (:attr:`MaskFormat.nbytes`).
-        More than its stream: the stream Rice-codes the patches and may store float16 scales."""
+        positions, scales, offsets, value-model parameters, keep-mask (:attr:`MaskFormat.nbytes`) and,
+        once the kernels have run, the XOR network's decode tables. More than its stream: the stream
+        Rice-codes the patches and may store float16 scales."""
         arrays = [self.code, self.scales, *self.patches]
         if self.offsets is not None:
             arrays.append(self.offsets)
         arrays += list((self.value_params or {}).values())
-        return sum(np.asarray(a).nbytes for a in arrays) + self.mask.nbytes
+        network = 0 if self._native is None else self._native.network_nbytes  # its decode tables
+        return sum(np.asarray(a).nbytes for a in arrays) + self.mask.nbytes + network
 
     @property
     def n_slices(self) -> int:
@@ -616,16 +618,19 @@ def native_weight(enc: EncodedWeight) -> Any:
 
 # -------------------------------------------------------------------------------------------------
 def _compact_positions(positions: Any, size: int) -> Any:
-    """Patch positions as uint32 when they are integers that fit (a weight of at most 2^32 entries):
-    the kernels read them in place, and at S = 0.5, q = 4 a weight has about one patch per twelve
-    weights, so int64 positions would cost more memory than its coded planes. Anything else is
-    left for the kernels' checks to refuse."""
+    """Patch positions as a read-only uint32 copy when they are integers that fit (a weight of at
+    most 2^32 entries). The kernels read them in place; at S = 0.5, q = 4 a weight has about one
+    patch per twelve weights, so int64 positions would take 0.64 bytes per weight, more than its
+    coded planes, and uint32 ones take half that. Anything else is left for the kernels' checks to
+    refuse."""
     arr = np.asarray(positions)
     if size > 1 << 32 or arr.ndim != 1 or arr.dtype.kind not in "iu":
         return positions
     if len(arr) and (arr.min() < 0 or arr.max() >= 1 << 32):
         return positions
-    return np.ascontiguousarray(arr, dtype=np.uint32)
+    out = np.array(arr, dtype=np.uint32, copy=True)
+    out.flags.writeable = False
+    return out
 
 
 def _rice_plan(gaps: np.ndarray) -> tuple[int, int]:

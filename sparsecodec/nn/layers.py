@@ -20,7 +20,7 @@ from torch.nn.modules.utils import _pair
 
 from ..config import SQConfig
 from ..formats.xor_codec import EncodedWeight, decode, encode
-from ..matmul import TILE_FLOATS, choose_strategy
+from ..matmul import TILE_FLOATS, choose_strategy, run_time_nbytes
 from ..options import AUTO_STRATEGIES, STRATEGIES
 from . import ops
 
@@ -73,6 +73,13 @@ class _CompressedStreams(nn.Module):
     def encoded_weights(self) -> list[EncodedWeight]:
         """The parsed EncodedWeight of every stream buffer (cached)."""
         return [ops.encoded_weight(getattr(self, name)) for name in self._stream_names]
+
+    def memory_nbytes(self) -> int:
+        """Bytes the layer's weights hold at run time: the stream buffers (what ``state_dict``
+        saves), their parsed EncodedWeights and the matmul caches built so far
+        (:func:`sparsecodec.matmul.run_time_nbytes`). Bias and other parameters are not included."""
+        streams = sum(getattr(self, name).numel() for name in self._stream_names)
+        return streams + sum(run_time_nbytes(e) for e in self.encoded_weights())
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
         # A stream's length changes with its content: size the buffer to the incoming one first, so
