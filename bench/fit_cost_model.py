@@ -84,9 +84,7 @@ def measure(shapes, configs, batches) -> list[dict]:
                     )
                 print(
                     f"{rows}x{cols} S={sparsity} q={bits} g={group} B={batch}: "
-                    + ", ".join(
-                        f"{r['strategy']} {r['ns'] / 1e3:.0f} us" for r in rows_out[-len(strategies) :]
-                    ),
+                    + ", ".join(f"{r['strategy']} {r['ns'] / 1e3:.0f} us" for r in rows_out[-len(strategies) :]),
                     flush=True,
                 )
     return rows_out
@@ -144,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not int8_kernels_vectorised():
         # the table must cover the int8 strategies, which are candidates only at the AVX-512 level
-        print(f"the cost model is fitted at the AVX-512 level; this run has {sc.build_info()['simd_active']}",
-              file=sys.stderr)
+        print(
+            f"the cost model is fitted at the AVX-512 level; this run has {sc.build_info()['simd_active']}",
+            file=sys.stderr,
+        )
         return 1
     shapes, configs, batches = QUICK if args.quick else (SHAPES, CONFIGS, BATCHES)
     samples = measure(shapes, configs, batches)

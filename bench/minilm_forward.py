@@ -27,9 +27,9 @@ import warnings
 from readme_tables import write_results, write_section
 
 import sparsecodec as sc
+from sparsecodec.matmul import int8_kernels_vectorised
 from sparsecodec.models import corpus, minilm
 from sparsecodec.models.text_batches import tokenized_batches
-from sparsecodec.matmul import int8_kernels_vectorised
 from sparsecodec.nn import set_strategy
 
 CONFIGS = [("S=0 q=4 g128", 0.0, 4, 128), ("S=0.5 q=4 g128", 0.5, 4, 128)]
@@ -78,8 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(sc.build_info()["threads"])
     if not int8_kernels_vectorised():
-        print("note: no AVX-512 here, so the 'int8' rows run the exact kernels (auto_int8 picks as auto)",
-              file=sys.stderr)
+        print(
+            "note: no AVX-512 here, so the 'int8' rows run the exact kernels (auto_int8 picks as auto)", file=sys.stderr
+        )
     model, tokenizer = minilm.load_model(), minilm.load_tokenizer()
     calibration = tokenized_batches(tokenizer, corpus.prose_sentences(320, split="calibration"))
     held_out = corpus.prose_sentences(320)

@@ -19,9 +19,7 @@ from typing import Any
 TABLE_PATH = Path(__file__).with_name("cost_model.json")
 
 
-def features(
-    strategy: str, *, rows: int, cols: int, kept: int, bits: int, batch: int, slices: int
-) -> dict[str, float]:
+def features(strategy: str, *, rows: int, cols: int, kept: int, bits: int, batch: int, slices: int) -> dict[str, float]:
     """The quantities ``strategy``'s time is linear in, for a (rows, cols) weight with ``kept`` kept
     weights, ``bits`` planes and ``slices`` XOR-coded slices per plane, at this batch size."""
     positions, lookups = rows * cols, rows * cols * (bits + 1)

@@ -38,9 +38,9 @@ Four exact strategies (exact up to float32 rounding) and two fast, approximate o
 ``strategy="auto"`` picks the fastest exact strategy by a cost model fitted to measurements
 (:mod:`sparsecodec.cost_model`, refitted by bench/fit_cost_model.py) among those whose caches keep
 the weight within :data:`AUTO_MEMORY_BUDGET` bytes per weight (1, int8's), the weight's own arrays
-included (a layer's stream buffer is not); ``"auto_int8"`` lets it pick ``"lut_int8"`` and ``"int8_tiles"`` too where their AVX-512
-kernels run, with no memory budget (below that level they are the scalar references, and
-``"auto_int8"`` picks as ``"auto"`` does, without the budget).
+included (a layer's stream buffer is not); ``"auto_int8"`` lets it pick ``"lut_int8"`` and
+``"int8_tiles"`` too where their AVX-512 kernels run, with no memory budget (below that level they
+are the scalar references, and ``"auto_int8"`` picks as ``"auto"`` does, without the budget).
 :func:`cache_nbytes` tells what the caches of a weight hold, :func:`run_time_nbytes` what the weight
 and its caches hold together; :func:`clear_caches` drops the caches.
 """
