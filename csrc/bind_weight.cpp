@@ -252,6 +252,13 @@ void register_weight(py::module_& m) {
         py::arg("x"), py::arg("lut_weight"), py::arg("values"),
         "x @ W^T through int8 tiles (weights and x in int8 per row and scale group); returns (batch, rows) float32.");
 
+    m.def(
+        "decoded_bits_nbytes", [](const NativeWeight& nw) { return decoded_bits_nbytes(nw.weight); }, py::arg("weight"),
+        "Bytes a DecodedBits of this weight will hold, without building it.");
+    m.def(
+        "sparse_plan_nbytes", [](const NativeWeight& nw, int64_t kept) { return sparse_plan_nbytes(nw.weight, kept); },
+        py::arg("weight"), py::arg("kept"), "Bytes a SparsePlan of this weight with `kept` kept weights will hold, without building it.");
+
     bind_cache<DecodedBitsHolder, NativeWeight>(
         m, "DecodedBits", "A weight's decoded sign planes for the lut kernel, q bits per weight (and its keep-mask, one bit more, unless the weight's is a bitmap, read where it is).",
         "weight", [](const NativeWeight& nw, DecodedBitsHolder& h) { decode_all_bits(nw.weight, h.bits); },

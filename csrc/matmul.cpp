@@ -287,12 +287,29 @@ void build_sparse_plan(const MatmulWeight& w, std::vector<int64_t>& seg, std::ve
     errors.rethrow();
 }
 
+int64_t sparse_plan_nbytes(const MatmulWeight& w, int64_t kept) {
+    const int64_t seg = w.rows * w.scales.groups + 1;
+    return seg * int64_t(sizeof(int64_t)) + kept * int64_t(sizeof(uint16_t) + (sparse_packed(w.cols, w.q()) ? 0 : 1));
+}
+
+namespace {
+
+// Words of each decoded plane (and of the expanded mask): the positions and two words of padding.
+int64_t decoded_words(const MatmulWeight& w) { return (w.rows * w.cols + 63) / 64 + 2; }
+
+}  // namespace
+
+int64_t decoded_bits_nbytes(const MatmulWeight& w) {
+    const int64_t buffers = w.q() + (w.mask.bitmap ? 0 : 1);  // a bitmap mask is read where it is
+    return buffers * decoded_words(w) * int64_t(sizeof(uint64_t));
+}
+
 void decode_all_bits(const MatmulWeight& w, DecodedBits& out) {
     const SliceLayout layout = make_layout(*w.net, w.geo);
     // Tiles of a multiple of 64 rows start on a word boundary, so no two threads share a word.
     const int64_t rows_per_tile = (tile_rows(w, layout) + 63) / 64 * 64;
     const int64_t tiles = (w.rows + rows_per_tile - 1) / rows_per_tile;
-    const size_t words = size_t((w.rows * w.cols + 63) / 64 + 2);
+    const size_t words = size_t(decoded_words(w));
     out.rows = w.rows;
     out.cols = w.cols;
     out.planes.assign(size_t(w.q()), std::vector<uint64_t>(words, 0));

@@ -26,8 +26,12 @@ void decode_row_set(const MatmulWeight& w, const int64_t* rows, int64_t n, float
 // The weight's sparse form for the sparse kernel (see SparsePlan), decoded tile by tile in parallel.
 void build_sparse_plan(const MatmulWeight& w, std::vector<int64_t>& seg, std::vector<uint16_t>& entries,
                        std::vector<uint8_t>& codes);
+// Bytes build_sparse_plan's arrays take for w with `kept` kept weights, before building them.
+int64_t sparse_plan_nbytes(const MatmulWeight& w, int64_t kept);
 
 // Every row's decoded planes and keep-mask for the lut strategy, decoded tile by tile in parallel.
 void decode_all_bits(const MatmulWeight& w, DecodedBits& out);
+// Bytes decode_all_bits's DecodedBits take for w (its nbytes once built), before building them.
+int64_t decoded_bits_nbytes(const MatmulWeight& w);
 
 }  // namespace sc

@@ -45,7 +45,7 @@ def encode_planes(
 ) -> tuple[U64, list[I64]]: ...
 def decode_planes(
     code: U64,
-    patches: list[I64],
+    patches: list[U32 | I64],
     length: int,
     n_in: int,
     n_out: int,
@@ -73,7 +73,7 @@ class Weight:
         self,
         *,
         code: U64,
-        patches: list[I64],
+        patches: list[U32 | I64],
         mask: MaskSpec,
         rows: int,
         cols: int,
@@ -94,9 +94,12 @@ class Weight:
     def bits(self) -> int: ...
     @property
     def has_offsets(self) -> bool: ...
+    @property
+    def network_nbytes(self) -> int: ...
 
 class DecodedBits:
-    """A weight's decoded sign planes and keep-mask for the lut kernel: (1 + q) bits per weight."""
+    """A weight's decoded sign planes for the lut kernel, q bits per weight (and its keep-mask, one
+    bit more, unless the weight's is a bitmap, read where it is)."""
 
     def __init__(self, weight: Weight) -> None: ...
     @property
@@ -111,6 +114,8 @@ class SparsePlan:
     @property
     def nbytes(self) -> int: ...
 
+def decoded_bits_nbytes(weight: Weight) -> int: ...
+def sparse_plan_nbytes(weight: Weight, kept: int) -> int: ...
 def decode_dense(weight: Weight, mask: U64, out: F32 | None = None) -> F32: ...
 def decode_rows(weight: Weight, r0: int, r1: int, out: F32) -> None: ...
 def decode_row_set(weight: Weight, rows: I64, out: F32) -> None: ...

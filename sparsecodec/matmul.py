@@ -276,23 +276,16 @@ def run_time_nbytes(enc: EncodedWeight) -> int:
     return enc.nbytes + cache_nbytes(enc)
 
 
-def _mask_is_bitmap(enc: EncodedWeight) -> bool:
-    return enc.mask.native_spec()[0] == "bitmap"
-
-
 def _lut_cache_nbytes(enc: EncodedWeight) -> int:
-    """What :func:`decoded_bits` will hold: q planes (and a low-rank mask's bits), each of
-    ceil(size / 64) + 2 words."""
-    planes = enc.bits + (0 if _mask_is_bitmap(enc) else 1)
-    return 8 * planes * ((enc.size + 63) // 64 + 2)
+    """What :func:`decoded_bits` will hold (q planes, and a low-rank mask's bits), as the native
+    builder lays it out."""
+    return int(_native.core().decoded_bits_nbytes(native_weight(enc)))
 
 
 def _sparse_cache_nbytes(enc: EncodedWeight) -> int:
-    """What :func:`sparse_plan` will hold: an int64 segment start per row and scale group, and per
-    kept weight 2 bytes (column and bits packed in 16 bits) or 3 (column, then bits)."""
-    rows, cols = enc.shape
-    packed = (cols << enc.bits) <= 1 << 16
-    return 8 * (rows * enc.scales.shape[1] + 1) + enc.mask.kept * (2 if packed else 3)
+    """What :func:`sparse_plan` will hold (a segment start per row and scale group, 2 or 3 bytes per
+    kept weight), as the native builder lays it out."""
+    return int(_native.core().sparse_plan_nbytes(native_weight(enc), enc.mask.kept))
 
 
 #: The caches ``"auto"`` may build, in the order it admits them under its memory budget: the decoded
@@ -362,10 +355,13 @@ def _within_budget(enc: EncodedWeight, strategies: list[str]) -> list[str]:
     enc.mask.kept  # noqa: B018 - a low-rank mask expands its bits to count them: counted before, not after
     room = AUTO_MEMORY_BUDGET * enc.size - enc.nbytes
     admitted = set()
-    for name, need in _BUDGETED_CACHES.items():
-        if name in strategies and need(enc) <= room:
+    for name, predicted_nbytes in _BUDGETED_CACHES.items():
+        if name not in strategies:
+            continue
+        need = predicted_nbytes(enc)
+        if need <= room:
             admitted.add(name)
-            room -= need(enc)
+            room -= need
     return [s for s in strategies if s not in _BUDGETED_CACHES or s in admitted]
 
 
