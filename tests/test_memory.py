@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import sparsecodec as sc
+from sparsecodec.formats.xor_codec import native_weight
 from sparsecodec.matmul import AUTO_MEMORY_BUDGET, cache_nbytes, candidate_strategies, run_time_nbytes
 
 BATCHES = (1, 3, 8, 64, 200)
@@ -139,15 +140,67 @@ def test_a_layer_reports_its_stream_its_parsed_weight_and_its_caches():
         layer.strategy = "lut_stream"  # caches nothing; builds the kernels' view of the weight
         layer(x)
         before = layer.memory_nbytes()
-        assert before == layer.encoded.numel() + enc.nbytes and cache_nbytes(enc) == 0
+        # the parsed weight views the layer's buffer: the buffer is counted once, inside enc.nbytes
+        assert enc.stream_span == (layer.encoded.data_ptr(), layer.encoded.numel())
+        assert before == enc.nbytes and cache_nbytes(enc) == 0
+        owned = enc.scales.nbytes + sum(p.nbytes for p in enc.patches)
+        assert enc.nbytes == layer.encoded.numel() + owned + native_weight(enc).network_nbytes
         layer.strategy = "lut"
         layer(x)
     assert layer.memory_nbytes() == before + cache_nbytes(enc) and cache_nbytes(enc) > 0
+    copied = pickle.loads(pickle.dumps(enc))  # holds copies of its own: counted array by array
+    assert copied.stream_span is None and copied.nbytes == _arrays_nbytes(copied) + copied.mask.nbytes
+
+
+def test_a_stream_is_read_in_place_when_its_buffer_allows():
+    enc = sc.encode(_weight((50, 77)), sparsity=0.5, bits=3)
+    data = enc.to_bytes()
+    aligned = np.frombuffer(bytearray(data), np.uint8)  # a bytearray's buffer is 8-byte aligned
+    viewing = sc.EncodedWeight.from_bytes(aligned)
+    for arr in (viewing.code, viewing.mask.bits()):
+        assert np.shares_memory(arr, aligned) and not arr.flags.writeable
+    assert viewing.stream_nbytes == len(data)
+    assert viewing.nbytes == len(data) + _arrays_nbytes(viewing) - viewing.code.nbytes
+    shifted = np.zeros(len(data) + 1, np.uint8)[1:]  # misaligned: the words are copied
+    shifted[:] = aligned
+    copying = sc.EncodedWeight.from_bytes(shifted)
+    assert not np.shares_memory(copying.code, shifted) and copying.stream_span is None
+    for other in (viewing, copying, sc.EncodedWeight.from_bytes(data)):
+        assert np.array_equal(sc.decode(other).view(np.uint32), sc.decode(enc).view(np.uint32))
+        assert other.to_bytes() == data
+
+
+def test_a_layer_buffer_written_in_place_is_checked_again():
+    torch = pytest.importorskip("torch")
+    from sparsecodec.nn import SQLinear
+
+    layer = SQLinear.from_linear(torch.nn.Linear(64, 32), sc.SQConfig(sparsity=0.5, bits=2)).eval()
+    x = torch.ones(2, 64)
+    layer(x)
+    code_at = layer.encoded_weights()[0].code.ctypes.data - layer.encoded.data_ptr()
+    assert 0 < code_at < layer.encoded.numel()  # the planes are read inside the buffer
+    with torch.no_grad():
+        layer.encoded[code_at] ^= 1  # damage the planes in place; the CRC field is unchanged
+    with pytest.raises(ValueError, match="checksum"):
+        layer(x)
+
+
+@pytest.mark.parametrize("sparsity", [0.5, 0.0])
+def test_a_four_bit_layer_holds_at_most_a_byte_per_weight_under_auto(sparsity):
+    torch = pytest.importorskip("torch")
+    from sparsecodec.nn import SQLinear
+
+    config = sc.SQConfig(sparsity=sparsity, bits=4, group_size=128, scale_dtype="float16")
+    layer = SQLinear.from_linear(torch.nn.Linear(512, 384, bias=False), config).eval()
+    x = torch.randn(max(BATCHES), 512)
+    with torch.inference_mode():
+        for batch in BATCHES:
+            layer(x[:batch])
+    assert layer.memory_nbytes() <= AUTO_MEMORY_BUDGET * 512 * 384
 
 
 def test_decoded_planes_refuse_a_weight_whose_mask_they_do_not_read():
     from sparsecodec import _native
-    from sparsecodec.formats.xor_codec import native_weight
 
     a = sc.encode(_weight((96, 256), seed=1), sparsity=0.5, bits=2)
     b = sc.encode(_weight((96, 256), seed=2), sparsity=0.5, bits=2)

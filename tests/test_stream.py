@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 import sparsecodec as sc
-from sparsecodec.formats.stream import FORMAT_VERSION, MAGIC, StreamError, read_stream, write_stream
+from sparsecodec.formats.stream import (
+    FORMAT_VERSION,
+    MAGIC,
+    StreamError,
+    buffer_address,
+    read_stream,
+    write_stream,
+)
 
 
 def _with_crc(body: bytes) -> bytes:
@@ -45,6 +52,45 @@ def test_container_round_trip():
     assert (s.method, s.version, s.header) == ("xor-bcq", FORMAT_VERSION, {"a": 1, "b": [1, 2]})
     assert s.sections == {"ABCD": b"xyz", "EFGH": b""}
     assert data[:4] == MAGIC
+
+
+def test_payloads_start_aligned_and_end_in_zero_padding():
+    payloads = [("ODD1", b"\x01" * 3), ("NONE", b""), ("ODD2", b"\xff" * 13), ("WORD", bytes(range(8)))]
+    data = write_stream("xor-bcq", {"x": "y"}, payloads)
+    s = read_stream(data)
+    assert s.sections == dict(payloads)
+    for tag, payload in payloads:
+        start = buffer_address(s.sections[tag]) - buffer_address(s.buffer) if payload else None
+        assert start is None or start % 8 == 0, tag
+    assert len(data) % 8 == 4  # the padded body, then the 4-byte CRC
+    # a nonzero padding byte is damage, even under a valid checksum
+    pad_after_odd1 = data.index(b"\x01" * 3) + 3
+    bad = bytearray(data[:-4])
+    bad[pad_after_odd1] = 1
+    with pytest.raises(StreamError, match="nonzero padding"):
+        read_stream(_with_crc(bytes(bad)))
+
+
+def test_stream_words_are_views_when_aligned_and_copies_otherwise():
+    bits = np.random.default_rng(3).integers(0, 2**63, 5, dtype=np.uint64)
+    data = write_stream("xor-bcq", {}, [("HEAD", b"\x07"), ("BITS", bits.tobytes()[:37])])  # 296 bits
+    aligned = np.zeros(len(data) + 8, np.uint8)[8:]  # numpy's own buffer: 8-byte aligned (16 here)
+    aligned[:] = np.frombuffer(data, np.uint8)
+    s = read_stream(aligned)
+    words = s.words(s.sections["BITS"], 296)
+    assert np.shares_memory(words, aligned) and not words.flags.writeable
+    expected = bits[:5].copy()
+    expected[4] &= np.uint64((1 << (296 - 256)) - 1)
+    assert np.array_equal(words, expected)
+    shifted = np.zeros(len(data) + 1, np.uint8)[1:]  # misaligned by one byte: read as a copy
+    shifted[:] = aligned
+    t = read_stream(shifted)
+    copied = t.words(t.sections["BITS"], 296)
+    assert not np.shares_memory(copied, shifted) and np.array_equal(copied, expected)
+    with pytest.raises(ValueError, match="nonzero padding bits"):
+        s.words(s.sections["BITS"], 290)  # bits 290..295 are set: the declared length is wrong
+    with pytest.raises(ValueError, match="expected 38 bytes"):
+        s.words(s.sections["BITS"], 300)
 
 
 def test_header_can_be_inspected_without_decoding(streams):

@@ -209,8 +209,13 @@ def test_bad_names_are_value_errors_that_name_the_choice(rng):
 def test_format_1_header_must_not_name_a_value_model(rng):
     """A version-1 stream is read with the rules of version 1: value_model is an unknown field there."""
     w = rng.standard_normal((4, 16)).astype(np.float32)
-    data = bytearray(sc.encode(w, sparsity=0.5, bits=2).to_bytes())
-    struct.pack_into("<H", data, 4, 1)
-    data[-4:] = struct.pack("<I", zlib.crc32(bytes(data[:-4])) & 0xFFFFFFFF)
+    current = read_stream(sc.encode(w, sparsity=0.5, bits=2).to_bytes())
+    # the container as format 1 laid it out: sections back to back, without alignment padding
+    header = json.dumps(current.header).encode()
+    body = struct.pack("<I", len(current.sections))
+    for tag, payload in current.sections.items():
+        body += struct.pack("<4sQ", tag.encode(), len(payload)) + bytes(payload)
+    data = struct.pack("<4sHHQI", b"SPCX", 1, 1, 20 + len(header) + len(body) + 4, len(header)) + header + body
+    data += struct.pack("<I", zlib.crc32(data) & 0xFFFFFFFF)
     with pytest.raises(sc.StreamError, match="unknown fields"):
         sc.EncodedWeight.from_bytes(bytes(data))

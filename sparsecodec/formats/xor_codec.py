@@ -34,8 +34,8 @@ from ..quantizers import (
 )
 from ..quantizers.gptq import quantized_on_grid
 from ..validation import as_choice, as_fraction, as_int, as_keep_mask, as_weight_matrix
-from .bitpack import bytes_to_words, pack_bits, unpack_bits, words_to_bytes
-from .stream import StreamError, read_stream, write_stream
+from .bitpack import bytes_to_words, pack_bits, unpack_bits, words_for, words_to_bytes
+from .stream import Stream, StreamError, buffer_address, read_stream, write_stream
 
 METHOD = "xor-bcq"
 
@@ -161,6 +161,8 @@ class EncodedWeight:
     _strategy_choices: Any = field(default=None, init=False, repr=False, compare=False)
     # strategy -> the call that runs it, its caches bound (see sparsecodec.matmul.runner)
     _runners: Any = field(default=None, init=False, repr=False, compare=False)
+    # The stream buffer (read-only memoryview) that from_bytes left some arrays viewing, or None.
+    _stream: Any = field(default=None, init=False, repr=False, compare=False)
 
     bits = property(lambda self: self.quant.bits, doc="BCQ bit-planes q.")
     quant_method = property(lambda self: self.quant.method)
@@ -188,6 +190,7 @@ class EncodedWeight:
         state = dict(self.__dict__)
         for cache in _CACHES[1:]:
             state[cache] = None
+        state["_stream"] = None  # the arrays travel as copies of their own
         return state
 
     def stored_params(self) -> dict[str, np.ndarray]:
@@ -220,13 +223,33 @@ class EncodedWeight:
         """Bytes this weight holds in memory before any matmul cache: its coded planes, patch
         positions, scales, offsets, value-model parameters, keep-mask (:attr:`MaskFormat.nbytes`) and,
         once the kernels have run, the XOR network's decode tables. More than its stream: the stream
-        Rice-codes the patches and may store float16 scales."""
+        Rice-codes the patches and may store float16 scales.
+
+        A weight read by :meth:`from_bytes` that views its stream's buffer counts that whole buffer
+        once instead of the arrays inside it (:attr:`stream_nbytes`)."""
         arrays = [self.code, self.scales, *self.patches]
         if self.offsets is not None:
             arrays.append(self.offsets)
         arrays += list((self.value_params or {}).values())
+        held = sum(np.asarray(a).nbytes for a in arrays if not self._in_stream(a))
+        mask_bits = self.mask.held_bits()
+        if mask_bits is not None and self._in_stream(mask_bits):
+            held -= mask_bits.nbytes  # MaskFormat.nbytes counted them; the stream holds them
         network = 0 if self._native is None else self._native.network_nbytes  # its decode tables
-        return sum(np.asarray(a).nbytes for a in arrays) + self.mask.nbytes + network
+        return held + self.mask.nbytes + self.stream_nbytes + network
+
+    @property
+    def stream_nbytes(self) -> int:
+        """Length of the stream buffer this weight's arrays view (0 when it holds its own copies)."""
+        return 0 if self._stream is None else len(self._stream)
+
+    @property
+    def stream_span(self) -> tuple[int, int] | None:
+        """(address, length) of the stream buffer this weight's arrays view, or None."""
+        return None if self._stream is None else (buffer_address(self._stream), len(self._stream))
+
+    def _in_stream(self, arr: Any) -> bool:
+        return self._stream is not None and isinstance(arr, np.ndarray) and _views(arr, self._stream)
 
     @property
     def n_slices(self) -> int:
@@ -336,21 +359,29 @@ class EncodedWeight:
                 "quant_rmse": self.quant_error["rmse"],
                 "quant_relative_error": self.quant_error["relative"],
             }
-        code_bits = self.n_slices * self.n_in
+        # Each plane as whole words, so that a reader can use the planes in place (format 3 on).
+        plane_bits = words_for(self.n_slices * self.n_in) * 64
         head_sections = VALUE_MODELS[self.value_model].sections(self.stored_params(), self.scale_dtype) + [
             ("MASK", self.mask.payload()),
-            ("CODE", b"".join(words_to_bytes(plane, code_bits) for plane in self.code)),
+            ("CODE", b"".join(words_to_bytes(plane, plane_bits) for plane in self.code)),
         ]
         return write_stream(METHOD, header, head_sections + sections)
 
     @classmethod
-    def from_bytes(cls, data: bytes | bytearray | memoryview) -> EncodedWeight:
+    def from_bytes(cls, data: bytes | bytearray | memoryview | np.ndarray) -> EncodedWeight:
         """Rebuild from :meth:`to_bytes` output. Damaged, truncated, foreign or too-new streams raise
-        :class:`~sparsecodec.formats.stream.StreamError` (a ValueError) naming the problem."""
+        :class:`~sparsecodec.formats.stream.StreamError` (a ValueError) naming the problem.
+
+        The coded planes and a bitmap mask of a current-format stream in an 8-byte aligned buffer
+        are used in place, as read-only views that keep ``data`` alive (see :attr:`nbytes`); do not
+        write into ``data`` while the weight is in use."""
         stream = read_stream(data)
         if stream.method != METHOD:
             raise StreamError(f"stream holds method {stream.method!r}, not an encoded weight ({METHOD!r})")
-        return _parse_xor_bcq(stream.version, stream.header, stream.sections)
+        enc = _parse_xor_bcq(stream)
+        if any(_views(a, stream.buffer) for a in (enc.code, enc.mask.held_bits())):
+            enc._stream = stream.buffer
+        return enc
 
 
 # -------------------------------------------------------------------------------------------------
@@ -674,7 +705,13 @@ def _check_keys(obj: Any, path: str, required: set[str], optional: set[str] = fr
         raise StreamError(f"stream header {path!r} has unknown fields {sorted(unknown)}")
 
 
-def _parse_xor_bcq(version: int, header: dict[str, Any], sections: dict[str, bytes]) -> EncodedWeight:
+def _views(arr: np.ndarray | None, buffer: memoryview) -> bool:
+    """Whether ``arr`` lies in ``buffer``'s memory."""
+    return arr is not None and arr.size > 0 and np.may_share_memory(arr, np.frombuffer(buffer, dtype=np.uint8))
+
+
+def _parse_xor_bcq(stream: Stream) -> EncodedWeight:
+    version, header, sections = stream.version, stream.header, stream.sections
     _check_keys(header, "header", {"shape", "dtype", "bits", "quant", "xor", "mask", "patches"}, {"info"})
     # Format 1 knew one value model (plain BCQ) and named only the fitting method; format 2 names both,
     # and only the value model has to be known to decode.
@@ -749,15 +786,22 @@ def _parse_xor_bcq(version: int, header: dict[str, Any], sections: dict[str, byt
     if not (np.isfinite(bound).all() and (bound <= np.finfo(np.float32).max / 2).all()):
         raise StreamError(f"stream's {model_id} parameters decode to non-finite or overflowing values")
 
-    mask = mask_from_stream((rows, cols), header.get("mask"), sections["MASK"])
+    mask = mask_from_stream((rows, cols), header.get("mask"), sections["MASK"], stream.words)
     n_slices = -(-(rows * cols) // n_out)
     code_bits = n_slices * n_in
-    plane_bytes = (code_bits + 7) // 8
+    # Format 3 stores each plane as whole words (a view of them all when the buffer allows).
+    plane_bytes = words_for(code_bits) * 8 if version >= 3 else (code_bits + 7) // 8
     raw = sections["CODE"]
     if len(raw) != q * plane_bytes:
         raise StreamError("code section has the wrong size")
     try:
-        code = np.stack([bytes_to_words(raw[i * plane_bytes : (i + 1) * plane_bytes], code_bits) for i in range(q)])
+        if version >= 3:
+            code = stream.words(raw, q * plane_bytes * 8).reshape(q, -1)
+            if code_bits % 64 and (code[:, -1] >> np.uint64(code_bits % 64)).any():
+                raise ValueError("nonzero padding bits after the last stored bit")
+        else:
+            planes = [raw[i * plane_bytes : (i + 1) * plane_bytes] for i in range(q)]
+            code = np.stack([bytes_to_words(plane, code_bits) for plane in planes])
     except ValueError as exc:
         raise StreamError(f"code section is damaged: {exc}") from None
 
@@ -771,7 +815,7 @@ def _parse_xor_bcq(version: int, header: dict[str, Any], sections: dict[str, byt
         if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= 62:
             raise StreamError(f"Rice parameter of plane {i} is invalid")
         try:
-            gaps = core.rice_decode(sections[f"PAT{i}"], count, k, max(kept - 1, 0))
+            gaps = core.rice_decode(bytes(sections[f"PAT{i}"]), count, k, max(kept - 1, 0))
             care_index = np.cumsum(gaps.astype(np.int64) + 1) - 1
             if count and care_index[-1] >= kept:
                 raise ValueError("patch indices run past the kept weights")

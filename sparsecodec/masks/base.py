@@ -8,12 +8,16 @@ parameter dict plus one binary payload section of the stream.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ..formats.bitpack import bytes_to_words, count_bits, pack_bits, unpack_bits, words_to_bytes
 from ..formats.stream import StreamError
+
+#: How a stream turns (a slice of) a payload into packed uint64 words: ``words(payload, n_bits)``.
+WordReader = Callable[[Any, int], np.ndarray]
 
 
 class MaskFormat(ABC):
@@ -34,6 +38,10 @@ class MaskFormat(ABC):
         """The flattened mask as packed uint64 words (computed once)."""
         if self._bits is None:
             self._bits = self._decode_bits()
+        return self._bits
+
+    def held_bits(self) -> np.ndarray | None:
+        """The packed keep bits if they are expanded already, else None (nothing is computed)."""
         return self._bits
 
     @property
@@ -84,8 +92,14 @@ class MaskFormat(ABC):
 
     @classmethod
     @abstractmethod
-    def from_stream(cls, shape: tuple[int, int], params: dict[str, Any], payload: bytes) -> MaskFormat:
-        """Rebuild from a stream, raising StreamError when params or payload do not fit the shape."""
+    def from_stream(
+        cls, shape: tuple[int, int], params: dict[str, Any], payload: bytes, words: WordReader = bytes_to_words
+    ) -> MaskFormat:
+        """Rebuild from a stream, raising StreamError when params or payload do not fit the shape.
+
+        ``words(payload, n_bits)`` turns (a slice of) the payload into packed uint64 words the way the
+        stream allows: in place for an aligned stream (:meth:`~sparsecodec.formats.stream.Stream.words`),
+        a copy otherwise; it raises ValueError on a wrong length or nonzero padding bits."""
 
 
 class BitmapMask(MaskFormat):
@@ -115,14 +129,16 @@ class BitmapMask(MaskFormat):
         raise AssertionError("bitmap masks always hold their bits")
 
     @classmethod
-    def from_stream(cls, shape: tuple[int, int], params: dict[str, Any], payload: bytes) -> BitmapMask:
+    def from_stream(
+        cls, shape: tuple[int, int], params: dict[str, Any], payload: bytes, words: WordReader = bytes_to_words
+    ) -> BitmapMask:
         if params:
             raise StreamError(f"bitmap mask takes no parameters, got {sorted(params)}")
         try:
-            words = bytes_to_words(payload, shape[0] * shape[1])
+            bits = words(payload, shape[0] * shape[1])
         except ValueError as exc:
             raise StreamError(f"bitmap mask section is damaged: {exc}") from None
-        return cls(shape, words)
+        return cls(shape, bits)
 
 
 class NoMask(MaskFormat):
@@ -150,7 +166,9 @@ class NoMask(MaskFormat):
         return words
 
     @classmethod
-    def from_stream(cls, shape: tuple[int, int], params: dict[str, Any], payload: bytes) -> NoMask:
+    def from_stream(
+        cls, shape: tuple[int, int], params: dict[str, Any], payload: bytes, words: WordReader = bytes_to_words
+    ) -> NoMask:
         if params:
             raise StreamError(f"mask format 'none' takes no parameters, got {sorted(params)}")
         if payload:
@@ -171,12 +189,15 @@ register_mask_format(BitmapMask)
 register_mask_format(NoMask)
 
 
-def mask_from_stream(shape: tuple[int, int], spec: Any, payload: bytes) -> MaskFormat:
-    """Rebuild the mask described by a stream header entry ``{"format": id, ...params}``."""
+def mask_from_stream(
+    shape: tuple[int, int], spec: Any, payload: bytes, words: WordReader = bytes_to_words
+) -> MaskFormat:
+    """Rebuild the mask described by a stream header entry ``{"format": id, ...params}``
+    (``words``: see :meth:`MaskFormat.from_stream`)."""
     if not isinstance(spec, dict) or not isinstance(spec.get("format"), str):
         raise StreamError("stream header 'mask' must be an object with a 'format' name")
     fmt = MASK_FORMATS.get(spec["format"])
     if fmt is None:
         raise StreamError(f"stream uses unknown mask format {spec['format']!r}")
     params = {k: v for k, v in spec.items() if k != "format"}
-    return fmt.from_stream(shape, params, payload)
+    return fmt.from_stream(shape, params, payload, words)

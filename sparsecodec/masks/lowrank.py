@@ -21,7 +21,7 @@ import numpy as np
 from .. import _native
 from ..formats.bitpack import bytes_to_words, pack_bits, pack_rows, unpack_bits, words_to_bytes
 from ..formats.stream import StreamError
-from .base import MaskFormat, register_mask_format
+from .base import MaskFormat, WordReader, register_mask_format
 
 MAX_RANK = 64
 
@@ -118,7 +118,9 @@ class LowRankMask(MaskFormat):
         )
 
     @classmethod
-    def from_stream(cls, shape: tuple[int, int], params: dict[str, Any], payload: bytes) -> LowRankMask:
+    def from_stream(
+        cls, shape: tuple[int, int], params: dict[str, Any], payload: bytes, words: WordReader = bytes_to_words
+    ) -> LowRankMask:
         if set(params) != {"rank", "tile"}:
             raise StreamError(f"low-rank mask parameters must be rank and tile, got {sorted(params)}")
         rank, tile = params["rank"], params["tile"]
@@ -137,7 +139,7 @@ class LowRankMask(MaskFormat):
         n_left = col_blocks * shape[0] * rank
         n_right = row_blocks * rank * shape[1]
         try:
-            bits = unpack_bits(bytes_to_words(payload, n_left + n_right), n_left + n_right)
+            bits = unpack_bits(words(payload, n_left + n_right), n_left + n_right)
         except ValueError as exc:
             raise StreamError(f"low-rank mask section is damaged: {exc}") from None
         left = bits[:n_left].reshape(col_blocks, shape[0], rank)

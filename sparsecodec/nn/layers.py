@@ -50,7 +50,11 @@ def _plain_eager(x: torch.Tensor) -> bool:
 
 
 def _stream_tensor(enc: EncodedWeight) -> torch.Tensor:
-    return torch.frombuffer(bytearray(enc.to_bytes()), dtype=torch.uint8)
+    data = enc.to_bytes()
+    # torch's allocations are 64-byte aligned, so the parsed weight can view its words in place
+    out = torch.empty(len(data), dtype=torch.uint8)
+    out.numpy()[:] = np.frombuffer(data, dtype=np.uint8)
+    return out
 
 
 def _encode_matrix(weight: torch.Tensor, config: SQConfig) -> EncodedWeight:
@@ -77,9 +81,14 @@ class _CompressedStreams(nn.Module):
     def memory_nbytes(self) -> int:
         """Bytes the layer's weights hold at run time: the stream buffers (what ``state_dict``
         saves), their parsed EncodedWeights and the matmul caches built so far
-        (:func:`sparsecodec.matmul.run_time_nbytes`). Bias and other parameters are not included."""
-        streams = sum(getattr(self, name).numel() for name in self._stream_names)
-        return streams + sum(run_time_nbytes(e) for e in self.encoded_weights())
+        (:func:`sparsecodec.matmul.run_time_nbytes`). A buffer is counted once where its parsed
+        weight views it. Bias and other parameters are not included."""
+        total = 0
+        for name in self._stream_names:
+            buffer, enc = getattr(self, name), ops.encoded_weight(getattr(self, name))
+            viewed = enc.stream_span == (buffer.data_ptr(), buffer.numel())
+            total += run_time_nbytes(enc) + (0 if viewed else buffer.numel())
+        return total
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
         # A stream's length changes with its content: size the buffer to the incoming one first, so

@@ -11,7 +11,11 @@ lookup, not a parse; new bytes in the same storage (``load_state_dict``) change 
 that, a tensor seen before is answered from a table keyed by the tensor itself when its address and
 length have not changed and, for an ordinary tensor, neither has its version counter (no in-place
 write), or, for a tensor made under inference mode (which has no version counter), neither has the
-CRC field its last four bytes hold.
+CRC field its last four bytes hold. A tensor written in place is parsed afresh (its checksum checked
+again), never answered from the first cache.
+
+A parsed weight uses its coded planes and bitmap mask in place, inside the tensor's memory
+(:meth:`EncodedWeight.from_bytes`), so a layer holds its weight once.
 """
 
 from __future__ import annotations
@@ -58,6 +62,9 @@ def encoded_weight(encoded: torch.Tensor) -> EncodedWeight:
         and (encoded._version == seen.version if seen.version >= 0 else _crc_field(seen) == seen.crc)
     ):
         return seen.parsed
+    if seen is not None and seen.ref() is encoded and seen.address == encoded.data_ptr():
+        # written in place since: the parse under the old CRC views bytes that have changed
+        _CACHE.pop((seen.address, seen.length, seen.crc), None)
     enc, crc = _parsed(encoded)
     version = -1 if encoded.is_inference() else encoded._version  # is_inference: no exception to pay for
     if version >= 0 or (encoded.is_cpu and encoded.is_contiguous()):  # the CRC field is read in place
@@ -86,7 +93,7 @@ def _parsed(encoded: torch.Tensor) -> tuple[EncodedWeight, int]:
     key = (data.data_ptr(), n, crc)
     enc = _CACHE.get(key)
     if enc is None:
-        enc = EncodedWeight.from_bytes(raw.tobytes())
+        enc = EncodedWeight.from_bytes(raw)  # in place: the planes view the tensor's memory
         _CACHE[key] = enc
         if len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
