@@ -225,9 +225,9 @@ def table(rows: list[dict]) -> str:
             )
     lines += [
         "",
-        "Run-time memory, bytes per weight (ours: `SQLinear.memory_nbytes()`, the layer's stream buffer, the "
-        "EncodedWeight parsed from it with its patch positions, float32 scales and keep-mask words, and the "
-        "caches its strategies built over all batch sizes):",
+        "Run-time memory, bytes per weight (ours: `SQLinear.memory_nbytes()`, the layer's stream buffer, in "
+        "which the parsed EncodedWeight reads its coded planes and bitmap mask, the weight's patch positions, "
+        "float32 scales and expanded all-kept masks, and the caches its strategies built over all batch sizes):",
         "",
         "| layer | S, q | ours (auto_int8) | ours exact (auto) | ours, streaming | " + " | ".join(PEERS) + " |",
         "|---|---|---|---|---|" + "---|" * len(PEERS),

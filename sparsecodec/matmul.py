@@ -38,9 +38,10 @@ Four exact strategies (exact up to float32 rounding) and two fast, approximate o
 ``strategy="auto"`` picks the fastest exact strategy by a cost model fitted to measurements
 (:mod:`sparsecodec.cost_model`, refitted by bench/fit_cost_model.py) among those whose caches keep
 the weight within :data:`AUTO_MEMORY_BUDGET` bytes per weight (1, int8's), the weight's own arrays
-included (a layer's stream buffer is not); ``"auto_int8"`` lets it pick ``"lut_int8"`` and
-``"int8_tiles"`` too where their AVX-512 kernels run, with no memory budget (below that level they
-are the scalar references, and ``"auto_int8"`` picks as ``"auto"`` does, without the budget).
+included, and the stream buffer that a weight read in place views (a layer's); ``"auto_int8"`` lets
+it pick ``"lut_int8"`` and ``"int8_tiles"`` too where their AVX-512 kernels run, with no memory
+budget (below that level they are the scalar references, and ``"auto_int8"`` picks as ``"auto"``
+does, without the budget).
 :func:`cache_nbytes` tells what the caches of a weight hold, :func:`run_time_nbytes` what the weight
 and its caches hold together; :func:`clear_caches` drops the caches.
 """
@@ -295,8 +296,9 @@ _BUDGETED_CACHES = {"lut": _lut_cache_nbytes, "sparse": _sparse_cache_nbytes}
 #: Bytes per weight ``"auto"`` keeps a weight within at run time, the weight and its caches together
 #: (:func:`run_time_nbytes`): int8's one byte. A cache that would not fit is not built, and ``"auto"``
 #: chooses among what is left (``"lut_stream"`` and ``"dense"`` cache nothing). ``"auto_int8"`` trades
-#: memory for speed and has no budget. A compressed layer also holds its stream buffer, which is
-#: outside the budget (``SQLinear.memory_nbytes``).
+#: memory for speed and has no budget. A compressed layer's weight views its stream buffer
+#: (:meth:`EncodedWeight.from_bytes`), so the budget covers the whole layer
+#: (``SQLinear.memory_nbytes``).
 AUTO_MEMORY_BUDGET = 1.0
 
 

@@ -3,7 +3,8 @@
 Each layer persists one uint8 buffer per weight matrix: the self-describing stream of its
 EncodedWeight (magic, version, CRC). ``state_dict`` / ``load_state_dict(strict=True)``,
 ``torch.load(weights_only=True)`` and safetensors therefore work on plain tensors, and loading
-parses the stream (checking it) without ever re-encoding. The forward pass runs the
+parses the stream (checking it) without ever re-encoding. The parsed weight reads its coded planes
+and mask inside the buffer, so the layer holds them once. The forward pass runs the
 ``sparsecodec::sq_linear`` op on the compressed form; gradients flow to the input and the bias,
 never to the compressed weight.
 """
