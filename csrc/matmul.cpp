@@ -13,6 +13,7 @@ namespace sc {
 namespace {
 
 constexpr int64_t kMaxBatchPerPass = 512;  // bounds the prepared copies of x
+constexpr const char* kMaskChanged = "the weight's mask changed while its sparse form was being built";
 
 // The fewest rows a tile should span: a scattered layout's group, which a tile decodes whole
 // whenever it overlaps it (tiles of fewer rows decode each group several times; a group straddling
@@ -266,10 +267,14 @@ void build_sparse_plan(const MatmulWeight& w, std::vector<int64_t>& seg, std::ve
         for (int64_t t = 0; t < tiles; ++t) errors.run([&] {
             const int64_t r0 = t * rows_per_tile, r1 = std::min(rows, r0 + rows_per_tile);
             decode_tile(w, layout, r0, r1, tile, band_buf, group_buf);
+            // The mask is read again here; the arrays may live in a buffer that can change under
+            // us (a stream read in place), so the count of pass 1 bounds every write.
             int64_t k = seg[size_t(r0 * groups)];
+            const int64_t k_end = seg[size_t(r1 * groups)];
             for (int64_t pos = 0; pos < (r1 - r0) * cols; pos += 64) {
                 const int width = int(std::min<int64_t>(64, (r1 - r0) * cols - pos));
                 for (uint64_t bits = read_bits(tile.mask.data(), pos, width); bits; bits &= bits - 1, ++k) {
+                    if (k >= k_end) throw std::runtime_error(kMaskChanged);
                     const int64_t at = pos + low_bit(bits);
                     int code = 0;
                     for (int p = 0; p < q; ++p) code |= get_bit(tile.plane(p), at) << p;
@@ -282,6 +287,7 @@ void build_sparse_plan(const MatmulWeight& w, std::vector<int64_t>& seg, std::ve
                     }
                 }
             }
+            if (k != k_end) throw std::runtime_error(kMaskChanged);
         });
     }
     errors.rethrow();

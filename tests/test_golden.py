@@ -27,3 +27,7 @@ def test_golden_stream_decodes_exactly(path):
     # Re-serialising what was read reproduces the stream byte for byte.
     if path.parent.name == f"v{sc.FORMAT_VERSION}":
         assert enc.to_bytes() == data
+    # Read in place from a buffer at an odd address (every array copied), the same weight.
+    odd = np.zeros(len(data) + 1, np.uint8)[1:]
+    odd[:] = np.frombuffer(data, np.uint8)
+    assert_bit_equal(sc.decode(sc.EncodedWeight.from_bytes(odd, in_place=True)), expected)

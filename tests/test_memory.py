@@ -156,18 +156,40 @@ def test_a_stream_is_read_in_place_when_its_buffer_allows():
     enc = sc.encode(_weight((50, 77)), sparsity=0.5, bits=3)
     data = enc.to_bytes()
     aligned = np.frombuffer(bytearray(data), np.uint8)  # a bytearray's buffer is 8-byte aligned
-    viewing = sc.EncodedWeight.from_bytes(aligned)
+    viewing = sc.EncodedWeight.from_bytes(aligned, in_place=True)
     for arr in (viewing.code, viewing.mask.bits()):
         assert np.shares_memory(arr, aligned) and not arr.flags.writeable
-    assert viewing.stream_nbytes == len(data)
+    assert viewing.stream_nbytes == len(data) and viewing.stream_span == (aligned.ctypes.data, len(data))
     assert viewing.nbytes == len(data) + _arrays_nbytes(viewing) - viewing.code.nbytes
+    # a buffer that may change is copied unless in_place says it will not; bytes never change
+    copied = sc.EncodedWeight.from_bytes(aligned)
+    assert not np.shares_memory(copied.code, aligned) and copied.stream_nbytes == len(data)
+    from_bytes = sc.EncodedWeight.from_bytes(data)
+    assert from_bytes.stream_nbytes == len(data) and not from_bytes.code.flags.owndata
     shifted = np.zeros(len(data) + 1, np.uint8)[1:]  # misaligned: the words are copied
     shifted[:] = aligned
-    copying = sc.EncodedWeight.from_bytes(shifted)
-    assert not np.shares_memory(copying.code, shifted) and copying.stream_span is None
-    for other in (viewing, copying, sc.EncodedWeight.from_bytes(data)):
+    copying = sc.EncodedWeight.from_bytes(shifted, in_place=True)
+    assert not np.shares_memory(copying.code, shifted) and copying.stream_nbytes == 0
+    assert copying.nbytes == _arrays_nbytes(copying) + copying.mask.nbytes
+    for other in (viewing, copied, from_bytes, copying):
         assert np.array_equal(sc.decode(other).view(np.uint32), sc.decode(enc).view(np.uint32))
         assert other.to_bytes() == data
+    # a copy of the dataclass that still views the buffer still counts it
+    replaced = dataclasses.replace(viewing, quant_error=None)  # without the decode tables built above
+    assert replaced.stream_span == viewing.stream_span
+    assert replaced.nbytes == viewing.nbytes - native_weight(viewing).network_nbytes
+
+
+def test_a_layer_made_under_inference_mode_reads_a_copy():
+    torch = pytest.importorskip("torch")
+    from sparsecodec.nn import SQLinear
+
+    with torch.inference_mode():  # no version counter to tell of writes: the layer parses a copy
+        layer = SQLinear.from_linear(torch.nn.Linear(64, 32), sc.SQConfig(sparsity=0.5, bits=2))
+        layer(torch.ones(1, 64))
+        enc = layer.encoded_weights()[0]
+        assert enc.stream_span is not None and enc.stream_span[0] != layer.encoded.data_ptr()
+        assert layer.memory_nbytes() == layer.encoded.numel() + run_time_nbytes(enc)
 
 
 def test_a_layer_buffer_written_in_place_is_checked_again():

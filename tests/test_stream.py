@@ -87,10 +87,32 @@ def test_stream_words_are_views_when_aligned_and_copies_otherwise():
     t = read_stream(shifted)
     copied = t.words(t.sections["BITS"], 296)
     assert not np.shares_memory(copied, shifted) and np.array_equal(copied, expected)
+    part = s.sections["BITS"][:8]  # not a whole section: no padding follows it, so a copy
+    assert not np.shares_memory(s.words(part, 64), aligned)
     with pytest.raises(ValueError, match="nonzero padding bits"):
         s.words(s.sections["BITS"], 290)  # bits 290..295 are set: the declared length is wrong
     with pytest.raises(ValueError, match="expected 38 bytes"):
         s.words(s.sections["BITS"], 300)
+
+
+def test_a_mask_format_written_before_word_readers_still_loads():
+    from sparsecodec.masks import BitmapMask, mask_from_stream
+    from sparsecodec.masks.base import MASK_FORMATS
+
+    class OldBitmap(BitmapMask):  # from_stream as third-party formats declared it: three arguments
+        format_id = "old-bitmap-test"
+
+        @classmethod
+        def from_stream(cls, shape, params, payload):
+            assert isinstance(payload, bytes)
+            return cls(shape, np.frombuffer(payload + bytes(-len(payload) % 8), np.uint64).copy())
+
+    MASK_FORMATS[OldBitmap.format_id] = OldBitmap
+    try:
+        mask = mask_from_stream((2, 8), {"format": OldBitmap.format_id}, memoryview(b"\x0f\xf0"))
+        assert mask.kept == 8
+    finally:
+        del MASK_FORMATS[OldBitmap.format_id]
 
 
 def test_header_can_be_inspected_without_decoding(streams):

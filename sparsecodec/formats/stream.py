@@ -39,7 +39,7 @@ MAGIC = b"SPCX"
 # 2: value models (quant.value_model, their own sections), mask format 'none'
 # 3: payloads aligned to and padded to 8 bytes (packed words usable in place)
 FORMAT_VERSION = 3
-_ALIGNED_FROM = 3  # the first version whose payloads are aligned
+ALIGNED_FROM_VERSION = 3  # the first version whose payloads are aligned and padded
 _ALIGN = 8
 
 #: Method ids written into streams. Ids are never reused.
@@ -67,30 +67,30 @@ class Stream:
     """A parsed container: method name, format version, JSON header and named sections.
 
     ``sections`` are read-only views into the buffer the stream was read from (no copies): arrays
-    made from them keep that buffer alive.
+    made from them keep that buffer alive (:func:`stream_exporter` finds it from such an array).
     """
 
     method: str
     version: int
     header: dict[str, Any]
     sections: dict[str, memoryview]
-    buffer: memoryview  # the whole stream, read-only
+    buffer: memoryview = memoryview(b"")  # the whole stream, read-only
 
-    def words(self, payload: memoryview, n_bits: int) -> np.ndarray:
-        """The packed uint64 words of ``n_bits`` bits stored in ``payload`` (one of
-        :attr:`sections`, or a slice of one that starts at a multiple of 8 bytes).
+    def words(self, payload: memoryview | bytes, n_bits: int) -> np.ndarray:
+        """The packed uint64 words of ``n_bits`` bits stored in ``payload``.
 
-        In an aligned stream (format 3 on) whose buffer sits at an 8-byte aligned address, the
-        result is a read-only view into the buffer: the last word's bytes past the payload are the
-        format's zero padding. Otherwise, a copy. Either way, bits past ``n_bits`` must be zero
-        (``ValueError``)."""
+        When ``payload`` is one of :attr:`sections` of an aligned stream (format 3 on) whose buffer
+        sits at an 8-byte aligned address, the result is a read-only view into the buffer: the last
+        word's bytes past the payload are the format's zero padding. Otherwise, a copy. Either way,
+        bits past ``n_bits`` must be zero (``ValueError``)."""
         n_bytes, n_words = (n_bits + 7) // 8, words_for(n_bits)
         if len(payload) != n_bytes:
             raise ValueError(f"expected {n_bytes} bytes for {n_bits} bits, got {len(payload)}")
-        start = _offset_in(payload, self.buffer)
+        start = _offset_in(payload, self.buffer) if isinstance(payload, memoryview) else None
         if (
-            self.version < _ALIGNED_FROM
+            self.version < ALIGNED_FROM_VERSION
             or start is None
+            or not any(payload is section for section in self.sections.values())  # padding follows
             or start % _ALIGN
             or start + n_words * 8 > len(self.buffer)
             or buffer_address(self.buffer) % _ALIGN
@@ -101,6 +101,15 @@ class Stream:
         if n_bits % 64 and int(words[-1]) >> (n_bits % 64):
             raise ValueError("nonzero padding bits after the last stored bit")
         return words
+
+
+def stream_exporter(arr: np.ndarray) -> Any:
+    """The object whose memory ``arr`` views through a stream read by :func:`read_stream` (the
+    bytes, array or buffer that was read), or None when ``arr`` holds memory of its own."""
+    base = arr
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return base.obj if isinstance(base, memoryview) else None
 
 
 def buffer_address(view: memoryview) -> int:
@@ -190,7 +199,7 @@ def read_stream(data: bytes | bytearray | memoryview | np.ndarray) -> Stream:
     pos += _COUNT.size
     if count > _MAX_SECTIONS:
         raise StreamError(f"stream declares {count} sections (at most {_MAX_SECTIONS} allowed)")
-    aligned = version >= _ALIGNED_FROM
+    aligned = version >= ALIGNED_FROM_VERSION
     sections: dict[str, memoryview] = {}
     for _ in range(count):
         if pos + _SECTION.size > end:

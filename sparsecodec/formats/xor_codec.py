@@ -35,7 +35,15 @@ from ..quantizers import (
 from ..quantizers.gptq import quantized_on_grid
 from ..validation import as_choice, as_fraction, as_int, as_keep_mask, as_weight_matrix
 from .bitpack import bytes_to_words, pack_bits, unpack_bits, words_for, words_to_bytes
-from .stream import Stream, StreamError, buffer_address, read_stream, write_stream
+from .stream import (
+    ALIGNED_FROM_VERSION,
+    Stream,
+    StreamError,
+    buffer_address,
+    read_stream,
+    stream_exporter,
+    write_stream,
+)
 
 METHOD = "xor-bcq"
 
@@ -161,8 +169,6 @@ class EncodedWeight:
     _strategy_choices: Any = field(default=None, init=False, repr=False, compare=False)
     # strategy -> the call that runs it, its caches bound (see sparsecodec.matmul.runner)
     _runners: Any = field(default=None, init=False, repr=False, compare=False)
-    # The stream buffer (read-only memoryview) that from_bytes left some arrays viewing, or None.
-    _stream: Any = field(default=None, init=False, repr=False, compare=False)
 
     bits = property(lambda self: self.quant.bits, doc="BCQ bit-planes q.")
     quant_method = property(lambda self: self.quant.method)
@@ -190,7 +196,6 @@ class EncodedWeight:
         state = dict(self.__dict__)
         for cache in _CACHES[1:]:
             state[cache] = None
-        state["_stream"] = None  # the arrays travel as copies of their own
         return state
 
     def stored_params(self) -> dict[str, np.ndarray]:
@@ -225,31 +230,41 @@ class EncodedWeight:
         once the kernels have run, the XOR network's decode tables. More than its stream: the stream
         Rice-codes the patches and may store float16 scales.
 
-        A weight read by :meth:`from_bytes` that views its stream's buffer counts that whole buffer
-        once instead of the arrays inside it (:attr:`stream_nbytes`)."""
-        arrays = [self.code, self.scales, *self.patches]
-        if self.offsets is not None:
-            arrays.append(self.offsets)
-        arrays += list((self.value_params or {}).values())
-        held = sum(np.asarray(a).nbytes for a in arrays if not self._in_stream(a))
+        Arrays that view a stream's buffer (:meth:`from_bytes` reads in place) count as that whole
+        buffer, once (:attr:`stream_nbytes`)."""
+        own = sum(a.nbytes for a in self._arrays() if stream_exporter(a) is None)
         mask_bits = self.mask.held_bits()
-        if mask_bits is not None and self._in_stream(mask_bits):
-            held -= mask_bits.nbytes  # MaskFormat.nbytes counted them; the stream holds them
+        if mask_bits is not None and stream_exporter(mask_bits) is not None:
+            own -= mask_bits.nbytes  # inside MaskFormat.nbytes below, but held by the stream
         network = 0 if self._native is None else self._native.network_nbytes  # its decode tables
-        return held + self.mask.nbytes + self.stream_nbytes + network
+        return own + self.mask.nbytes + self.stream_nbytes + network
 
     @property
     def stream_nbytes(self) -> int:
-        """Length of the stream buffer this weight's arrays view (0 when it holds its own copies)."""
-        return 0 if self._stream is None else len(self._stream)
+        """Bytes of the stream buffers this weight's arrays view (0 when they hold their own)."""
+        return sum(memoryview(e).nbytes for e in self._viewed_streams().values())
 
     @property
     def stream_span(self) -> tuple[int, int] | None:
-        """(address, length) of the stream buffer this weight's arrays view, or None."""
-        return None if self._stream is None else (buffer_address(self._stream), len(self._stream))
+        """(address, length) of the one stream buffer this weight's arrays view, or None."""
+        streams = list(self._viewed_streams().values())
+        if len(streams) != 1:
+            return None
+        view = memoryview(streams[0]).cast("B")
+        return buffer_address(view), len(view)
 
-    def _in_stream(self, arr: Any) -> bool:
-        return self._stream is not None and isinstance(arr, np.ndarray) and _views(arr, self._stream)
+    def _arrays(self) -> list[np.ndarray]:
+        arrays = [self.code, self.scales, *self.patches, *(self.value_params or {}).values()]
+        if self.offsets is not None:
+            arrays.append(self.offsets)
+        return [np.asarray(a) for a in arrays]
+
+    def _viewed_streams(self) -> dict[int, Any]:
+        """id -> exporter of every stream buffer an array of this weight (or its mask bits) views."""
+        bits = self.mask.held_bits()
+        arrays = self._arrays() + ([] if bits is None else [bits])
+        exporters = (stream_exporter(a) for a in arrays)
+        return {id(e): e for e in exporters if e is not None}
 
     @property
     def n_slices(self) -> int:
@@ -368,20 +383,21 @@ class EncodedWeight:
         return write_stream(METHOD, header, head_sections + sections)
 
     @classmethod
-    def from_bytes(cls, data: bytes | bytearray | memoryview | np.ndarray) -> EncodedWeight:
+    def from_bytes(cls, data: bytes | bytearray | memoryview | np.ndarray, *, in_place: bool = False) -> EncodedWeight:
         """Rebuild from :meth:`to_bytes` output. Damaged, truncated, foreign or too-new streams raise
         :class:`~sparsecodec.formats.stream.StreamError` (a ValueError) naming the problem.
 
-        The coded planes and a bitmap mask of a current-format stream in an 8-byte aligned buffer
-        are used in place, as read-only views that keep ``data`` alive (see :attr:`nbytes`); do not
-        write into ``data`` while the weight is in use."""
+        The weight keeps read-only views into the stream for its coded planes and a bitmap mask
+        (format 3 on, at an 8-byte aligned address) and its stored parameters, which keep the
+        stream's buffer alive (counted once in :attr:`nbytes`). A ``bytes`` object, which cannot
+        change, is read in place; any other buffer is copied first, unless ``in_place=True``, which
+        promises that ``data`` does not change while the weight is in use."""
+        if not in_place and not isinstance(data, bytes):
+            data = memoryview(data).tobytes() if not isinstance(data, np.ndarray) else data.tobytes()
         stream = read_stream(data)
         if stream.method != METHOD:
             raise StreamError(f"stream holds method {stream.method!r}, not an encoded weight ({METHOD!r})")
-        enc = _parse_xor_bcq(stream)
-        if any(_views(a, stream.buffer) for a in (enc.code, enc.mask.held_bits())):
-            enc._stream = stream.buffer
-        return enc
+        return _parse_xor_bcq(stream)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -705,11 +721,6 @@ def _check_keys(obj: Any, path: str, required: set[str], optional: set[str] = fr
         raise StreamError(f"stream header {path!r} has unknown fields {sorted(unknown)}")
 
 
-def _views(arr: np.ndarray | None, buffer: memoryview) -> bool:
-    """Whether ``arr`` lies in ``buffer``'s memory."""
-    return arr is not None and arr.size > 0 and np.may_share_memory(arr, np.frombuffer(buffer, dtype=np.uint8))
-
-
 def _parse_xor_bcq(stream: Stream) -> EncodedWeight:
     version, header, sections = stream.version, stream.header, stream.sections
     _check_keys(header, "header", {"shape", "dtype", "bits", "quant", "xor", "mask", "patches"}, {"info"})
@@ -790,13 +801,15 @@ def _parse_xor_bcq(stream: Stream) -> EncodedWeight:
     n_slices = -(-(rows * cols) // n_out)
     code_bits = n_slices * n_in
     # Format 3 stores each plane as whole words (a view of them all when the buffer allows).
-    plane_bytes = words_for(code_bits) * 8 if version >= 3 else (code_bits + 7) // 8
+    whole_words = version >= ALIGNED_FROM_VERSION
+    plane_bytes = words_for(code_bits) * 8 if whole_words else (code_bits + 7) // 8
     raw = sections["CODE"]
     if len(raw) != q * plane_bytes:
         raise StreamError("code section has the wrong size")
     try:
-        if version >= 3:
+        if whole_words:
             code = stream.words(raw, q * plane_bytes * 8).reshape(q, -1)
+            # each plane's bits past code_bits, inside its last word, must be zero
             if code_bits % 64 and (code[:, -1] >> np.uint64(code_bits % 64)).any():
                 raise ValueError("nonzero padding bits after the last stored bit")
         else:

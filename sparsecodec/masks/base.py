@@ -7,6 +7,8 @@ parameter dict plus one binary payload section of the stream.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -93,7 +95,11 @@ class MaskFormat(ABC):
     @classmethod
     @abstractmethod
     def from_stream(
-        cls, shape: tuple[int, int], params: dict[str, Any], payload: bytes, words: WordReader = bytes_to_words
+        cls,
+        shape: tuple[int, int],
+        params: dict[str, Any],
+        payload: bytes | memoryview,
+        words: WordReader = bytes_to_words,
     ) -> MaskFormat:
         """Rebuild from a stream, raising StreamError when params or payload do not fit the shape.
 
@@ -130,7 +136,11 @@ class BitmapMask(MaskFormat):
 
     @classmethod
     def from_stream(
-        cls, shape: tuple[int, int], params: dict[str, Any], payload: bytes, words: WordReader = bytes_to_words
+        cls,
+        shape: tuple[int, int],
+        params: dict[str, Any],
+        payload: bytes | memoryview,
+        words: WordReader = bytes_to_words,
     ) -> BitmapMask:
         if params:
             raise StreamError(f"bitmap mask takes no parameters, got {sorted(params)}")
@@ -167,7 +177,11 @@ class NoMask(MaskFormat):
 
     @classmethod
     def from_stream(
-        cls, shape: tuple[int, int], params: dict[str, Any], payload: bytes, words: WordReader = bytes_to_words
+        cls,
+        shape: tuple[int, int],
+        params: dict[str, Any],
+        payload: bytes | memoryview,
+        words: WordReader = bytes_to_words,
     ) -> NoMask:
         if params:
             raise StreamError(f"mask format 'none' takes no parameters, got {sorted(params)}")
@@ -190,7 +204,7 @@ register_mask_format(NoMask)
 
 
 def mask_from_stream(
-    shape: tuple[int, int], spec: Any, payload: bytes, words: WordReader = bytes_to_words
+    shape: tuple[int, int], spec: Any, payload: bytes | memoryview, words: WordReader = bytes_to_words
 ) -> MaskFormat:
     """Rebuild the mask described by a stream header entry ``{"format": id, ...params}``
     (``words``: see :meth:`MaskFormat.from_stream`)."""
@@ -200,4 +214,11 @@ def mask_from_stream(
     if fmt is None:
         raise StreamError(f"stream uses unknown mask format {spec['format']!r}")
     params = {k: v for k, v in spec.items() if k != "format"}
-    return fmt.from_stream(shape, params, payload, words)
+    if _takes_words(fmt):
+        return fmt.from_stream(shape, params, payload, words)
+    return fmt.from_stream(shape, params, bytes(payload))  # a format written before readers existed
+
+
+@functools.cache
+def _takes_words(fmt: type[MaskFormat]) -> bool:
+    return "words" in inspect.signature(fmt.from_stream).parameters

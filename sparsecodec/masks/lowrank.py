@@ -119,7 +119,11 @@ class LowRankMask(MaskFormat):
 
     @classmethod
     def from_stream(
-        cls, shape: tuple[int, int], params: dict[str, Any], payload: bytes, words: WordReader = bytes_to_words
+        cls,
+        shape: tuple[int, int],
+        params: dict[str, Any],
+        payload: bytes | memoryview,
+        words: WordReader = bytes_to_words,
     ) -> LowRankMask:
         if set(params) != {"rank", "tile"}:
             raise StreamError(f"low-rank mask parameters must be rank and tile, got {sorted(params)}")

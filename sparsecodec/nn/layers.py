@@ -4,8 +4,8 @@ Each layer persists one uint8 buffer per weight matrix: the self-describing stre
 EncodedWeight (magic, version, CRC). ``state_dict`` / ``load_state_dict(strict=True)``,
 ``torch.load(weights_only=True)`` and safetensors therefore work on plain tensors, and loading
 parses the stream (checking it) without ever re-encoding. The parsed weight reads its coded planes
-and mask inside the buffer, so the layer holds them once. The forward pass runs the
-``sparsecodec::sq_linear`` op on the compressed form; gradients flow to the input and the bias,
+and bitmap mask inside the buffer (format 3 streams; see ``ops``), so the layer holds them once. The
+forward pass runs the ``sparsecodec::sq_linear`` op on the compressed form; gradients flow to the input and the bias,
 never to the compressed weight.
 """
 
@@ -83,7 +83,8 @@ class _CompressedStreams(nn.Module):
         """Bytes the layer's weights hold at run time: the stream buffers (what ``state_dict``
         saves), their parsed EncodedWeights and the matmul caches built so far
         (:func:`sparsecodec.matmul.run_time_nbytes`). A buffer is counted once where its parsed
-        weight views it. Bias and other parameters are not included."""
+        weight views it; a layer made under inference mode or loaded from a format 1 or 2 stream
+        holds the buffer and a parsed copy. Bias and other parameters are not included."""
         total = 0
         for name in self._stream_names:
             buffer, enc = getattr(self, name), ops.encoded_weight(getattr(self, name))

@@ -11,11 +11,14 @@ lookup, not a parse; new bytes in the same storage (``load_state_dict``) change 
 that, a tensor seen before is answered from a table keyed by the tensor itself when its address and
 length have not changed and, for an ordinary tensor, neither has its version counter (no in-place
 write), or, for a tensor made under inference mode (which has no version counter), neither has the
-CRC field its last four bytes hold. A tensor written in place is parsed afresh (its checksum checked
-again), never answered from the first cache.
+CRC field its last four bytes hold. A tensor written in place through torch is parsed afresh (its
+checksum checked again), never answered from the first cache.
 
-A parsed weight uses its coded planes and bitmap mask in place, inside the tensor's memory
-(:meth:`EncodedWeight.from_bytes`), so a layer holds its weight once.
+The stream of an ordinary CPU tensor is parsed in place (:meth:`EncodedWeight.from_bytes` with
+``in_place=True``): the weight reads its coded planes and bitmap mask inside the tensor's memory, so
+a layer holds them once. Its version counter tells when torch writes into it; writes that bypass
+torch (through ``.numpy()`` or ``.data``) are not seen, as autograd does not see them either. A tensor
+made under inference mode, which has no version counter, is parsed from a copy.
 """
 
 from __future__ import annotations
@@ -90,10 +93,12 @@ def _parsed(encoded: torch.Tensor) -> tuple[EncodedWeight, int]:
     raw = data.numpy()
     n = raw.size
     crc = int.from_bytes(raw[-4:].tobytes(), "little") if n >= 4 else 0  # the stream's own CRC field
-    key = (data.data_ptr(), n, crc)
+    key = (encoded.data_ptr(), n, crc)  # the tensor's own address, also when `data` is a CPU copy
     enc = _CACHE.get(key)
     if enc is None:
-        enc = EncodedWeight.from_bytes(raw)  # in place: the planes view the tensor's memory
+        # in place where torch tracks writes into the tensor (its version counter), else from a copy
+        tracked = encoded.is_cpu and not encoded.is_inference() and raw.flags.c_contiguous
+        enc = EncodedWeight.from_bytes(raw, in_place=tracked)
         _CACHE[key] = enc
         if len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
