@@ -150,8 +150,13 @@ inline float sparse_signed_sum(const uint16_t* e, int64_t k0, int64_t k1, const 
 // entries past 2^width are left alone.
 inline void subset_sums(const float* x, int width, float* table) {
     table[0] = 0.0f;
-    for (int i = 0; i < width; ++i)
-        for (int k = 0; k < (1 << i); ++k) table[k | (1 << i)] = table[k] + x[i];
+    for (int i = 0; i < width; ++i) {
+        // entries [2^i, 2^(i+1)) from [0, 2^i): disjoint runs, which the compiler vectorises
+        const float xi = x[i];
+        const float* __restrict__ low = table;
+        float* __restrict__ high = table + (1 << i);
+        for (int k = 0; k < (1 << i); ++k) high[k] = low[k] + xi;
+    }
 }
 
 // Columns [c_begin, c_end) of scale group g (clipped to the row).
