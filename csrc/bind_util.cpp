@@ -123,9 +123,8 @@ std::unique_ptr<NativeWeight> make_weight(py::object code_obj, py::list patches_
     layout.offsets = offsets_of(offsets_obj, layout, rows, nw->offsets);
     nw->patches = require_patches(patches_obj, q, geo.length);
     nw->mask = require_mask(mask_spec, rows, cols);
-    nw->slices = std::make_unique<SliceLayout>(make_layout(*nw->net, geo));
     nw->weight = MatmulWeight{nw->net.get(), geo, nw->code.data(), nw->patches.lists,
-                              nw->mask.source, layout, rows, cols, nw->slices.get()};
+                              nw->mask.source, layout, rows, cols};
     return nw;
 }
 

@@ -98,7 +98,6 @@ MaskArrays require_mask(const py::tuple& spec, int64_t rows, int64_t cols);
 // into, patch positions included (read in place: see patch_list.h for why that is safe).
 struct NativeWeight {
     std::unique_ptr<XorNetwork> net;
-    std::unique_ptr<SliceLayout> slices;
     py::array_t<uint64_t> code;
     py::array_t<float> scales, offsets;
     PatchLists patches;

@@ -72,8 +72,8 @@ void register_weight(py::module_& m) {
         .def_property_readonly("shape", [](const NativeWeight& nw) { return py::make_tuple(nw.weight.rows, nw.weight.cols); })
         .def_property_readonly("bits", [](const NativeWeight& nw) { return nw.weight.q(); })
         .def_property_readonly("has_offsets", [](const NativeWeight& nw) { return nw.weight.scales.offsets != nullptr; })
-        .def_property_readonly("network_nbytes", [](const NativeWeight& nw) { return nw.net->nbytes() + nw.slices->nbytes(); },
-                               "Bytes of the XOR network's decode tables and slice layout this weight holds.");
+        .def_property_readonly("network_nbytes", [](const NativeWeight& nw) { return nw.net->nbytes(); },
+                               "Bytes of the XOR network's decode tables this weight holds.");
 
     m.def(
         "decode_dense",

@@ -110,7 +110,7 @@ void prepare_input(const MatmulWeight& w, MatmulStrategy strategy, const float* 
 // Streaming: each tile of rows is decoded into cache-sized bit buffers, then runs every lane.
 void run_lut_streaming(const MatmulWeight& w, const MatmulInput& in) {
     const auto lut_rows = kernels().lut_rows;
-    const SliceLayout& layout = w.layout();
+    const SliceLayout layout = make_layout(*w.net, w.geo);
     const int64_t rows_per_tile = tile_rows(w, layout);
     const int64_t tiles = (w.rows + rows_per_tile - 1) / rows_per_tile;
     ExceptionCollector errors;
@@ -201,7 +201,7 @@ void compressed_matmul(const MatmulWeight& w, MatmulStrategy strategy, const Spa
 }
 
 void decode_rows(const MatmulWeight& w, int64_t r0, int64_t r1, float* out) {
-    const SliceLayout& layout = w.layout();
+    const SliceLayout layout = make_layout(*w.net, w.geo);
     const int64_t step = std::max(group_rows(w, layout), std::min<int64_t>(tile_rows(w, layout), (r1 - r0 + 2 * max_threads() - 1) / (2 * max_threads())));
     const int64_t tiles = (r1 - r0 + step - 1) / step;
     ExceptionCollector errors;
@@ -224,7 +224,7 @@ void decode_rows(const MatmulWeight& w, int64_t r0, int64_t r1, float* out) {
 }
 
 void decode_row_set(const MatmulWeight& w, const int64_t* rows, int64_t n, float* out) {
-    const SliceLayout& layout = w.layout();
+    const SliceLayout layout = make_layout(*w.net, w.geo);
     ExceptionCollector errors;
 #pragma omp parallel num_threads(threads_for(n * w.cols * w.q() / 8))
     {
@@ -248,7 +248,7 @@ void build_sparse_plan(const MatmulWeight& w, std::vector<int64_t>& seg, std::ve
     const int64_t rows = w.rows, cols = w.cols, groups = w.scales.groups;
     if (cols > sparse_max_cols(q))
         throw std::invalid_argument("the sparse form supports at most 32768 columns for q = 1 and 65536 for q >= 2");
-    const SliceLayout& layout = w.layout();
+    const SliceLayout layout = make_layout(*w.net, w.geo);
     const int64_t rows_per_tile = tile_rows(w, layout);
     const int64_t tiles = (rows + rows_per_tile - 1) / rows_per_tile;
     seg.assign(size_t(rows * groups + 1), 0);
@@ -331,7 +331,7 @@ int64_t decoded_bits_nbytes(const MatmulWeight& w) {
 }
 
 void decode_all_bits(const MatmulWeight& w, DecodedBits& out) {
-    const SliceLayout& layout = w.layout();
+    const SliceLayout layout = make_layout(*w.net, w.geo);
     // Tiles of a multiple of 64 rows start on a word boundary, so no two threads share a word.
     const int64_t rows_per_tile = (tile_rows(w, layout) + 63) / 64 * 64;
     const int64_t tiles = (w.rows + rows_per_tile - 1) / rows_per_tile;

@@ -7,7 +7,6 @@
 #pragma once
 
 #include <cstdint>
-#include <stdexcept>
 #include <vector>
 
 #include "dequant.h"
@@ -32,14 +31,7 @@ struct MatmulWeight {
     MaskSource mask;
     ScaleLayout scales;  // cols, group_size, groups, q, scales
     int64_t rows, cols;
-    // The slices' places in the matrix (make_layout(*net, geo)), built once by the weight's owner:
-    // for a small layer, building it on every call cost a tenth of the product.
-    const SliceLayout* slices = nullptr;
     int q() const { return scales.q; }
-    const SliceLayout& layout() const {
-        if (!slices) throw std::logic_error("the weight's slice layout was not built");
-        return *slices;
-    }
 };
 
 constexpr int kMaxPlanes = 8;

@@ -69,11 +69,6 @@ SliceLayout::SliceLayout(const XorNetwork& net, int64_t length, LayoutKind kind,
     }
 }
 
-int64_t SliceLayout::nbytes() const {
-    const auto shuffle = [](const Shuffle& sh) { return int64_t(sh.perm.size() * sizeof(uint32_t) + sh.rot.size()); };
-    return int64_t(groups_.size() * sizeof(SliceGroup)) + shuffle(full_) + shuffle(last_);
-}
-
 const SliceLayout::Shuffle& SliceLayout::shuffle_for(int words) const {
     return (!full_.perm.empty() && int(full_.perm.size()) == words) ? full_ : last_;
 }

@@ -60,8 +60,6 @@ public:
     void place_band(const SliceGroup& group, int64_t band, const uint64_t* band_words, uint64_t* flat) const;
     // Flat position of slice-order position p (< padded_length()).
     int64_t flat_position(int64_t p) const;
-    // Bytes this layout holds (its groups and shuffles).
-    int64_t nbytes() const;
 
 private:
     struct Shuffle {

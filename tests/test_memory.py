@@ -175,17 +175,26 @@ def test_a_stream_is_read_in_place_when_its_buffer_allows():
         assert np.array_equal(sc.decode(other).view(np.uint32), sc.decode(enc).view(np.uint32))
         assert other.to_bytes() == data
     # a copy of the dataclass that still views the buffer still counts it
-    replaced = dataclasses.replace(viewing, quant_error=None)  # without the decode tables built above
+    replaced = dataclasses.replace(viewing, quant_error=None)  # without the native tables built above
     assert replaced.stream_span == viewing.stream_span
     assert replaced.nbytes == viewing.nbytes - native_weight(viewing).network_nbytes
 
 
-def test_a_layer_made_under_inference_mode_reads_a_copy():
+def test_a_layer_made_under_inference_mode_still_reads_its_buffer_in_place():
     torch = pytest.importorskip("torch")
     from sparsecodec.nn import SQLinear
 
-    with torch.inference_mode():  # no version counter to tell of writes: the layer parses a copy
+    with torch.inference_mode():
         layer = SQLinear.from_linear(torch.nn.Linear(64, 32), sc.SQConfig(sparsity=0.5, bits=2))
+        layer(torch.ones(1, 64))
+        # an ordinary tensor, whose version counter tells of writes: read in place
+        assert not layer.encoded.is_inference()
+        enc = layer.encoded_weights()[0]
+        assert enc.stream_span == (layer.encoded.data_ptr(), layer.encoded.numel())
+        assert layer.memory_nbytes() == run_time_nbytes(enc)
+        # an inference tensor (no version counter) given as the buffer is parsed from a copy
+        layer.encoded = layer.encoded.clone()
+        assert layer.encoded.is_inference()
         layer(torch.ones(1, 64))
         enc = layer.encoded_weights()[0]
         assert enc.stream_span is not None and enc.stream_span[0] != layer.encoded.data_ptr()

@@ -50,10 +50,18 @@ def _plain_eager(x: torch.Tensor) -> bool:
     return type(x) is torch.Tensor and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
 
 
+def _stream_buffer(n: int, like: torch.Tensor | None = None) -> torch.Tensor:
+    """An empty uint8 stream buffer of n bytes: 64-byte aligned (torch's allocations are), so that
+    the parsed weight can view its words in place, and an ordinary tensor even under inference mode,
+    whose version counter tells when it is written (``ops.encoded_weight``)."""
+    with torch.inference_mode(False):
+        device = "cpu" if like is None else like.device
+        return torch.empty(n, dtype=torch.uint8, device=device)
+
+
 def _stream_tensor(enc: EncodedWeight) -> torch.Tensor:
     data = enc.to_bytes()
-    # torch's allocations are 64-byte aligned, so the parsed weight can view its words in place
-    out = torch.empty(len(data), dtype=torch.uint8)
+    out = _stream_buffer(len(data))
     out.numpy()[:] = np.frombuffer(data, dtype=np.uint8)
     return out
 
@@ -83,8 +91,8 @@ class _CompressedStreams(nn.Module):
         """Bytes the layer's weights hold at run time: the stream buffers (what ``state_dict``
         saves), their parsed EncodedWeights and the matmul caches built so far
         (:func:`sparsecodec.matmul.run_time_nbytes`). A buffer is counted once where its parsed
-        weight views it; a layer made under inference mode or loaded from a format 1 or 2 stream
-        holds the buffer and a parsed copy. Bias and other parameters are not included."""
+        weight views it; a layer loaded from a format 1 or 2 stream, or given an inference tensor
+        as its buffer, holds the buffer and a parsed copy. Bias and other parameters are not included."""
         total = 0
         for name in self._stream_names:
             buffer, enc = getattr(self, name), ops.encoded_weight(getattr(self, name))
@@ -102,7 +110,7 @@ class _CompressedStreams(nn.Module):
                 if incoming.dtype != torch.uint8 or incoming.dim() != 1:
                     errors.append(f"{key}: expected a 1-D uint8 stream, got {incoming.dtype} {tuple(incoming.shape)}")
                     continue
-                setattr(self, name, torch.empty_like(incoming, device=getattr(self, name).device))
+                setattr(self, name, _stream_buffer(incoming.numel(), like=getattr(self, name)))
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
         for name, shape in zip(self._stream_names, self._stream_shapes, strict=True):
             try:

@@ -17,8 +17,9 @@ checksum checked again), never answered from the first cache.
 The stream of an ordinary CPU tensor is parsed in place (:meth:`EncodedWeight.from_bytes` with
 ``in_place=True``): the weight reads its coded planes and bitmap mask inside the tensor's memory, so
 a layer holds them once. Its version counter tells when torch writes into it; writes that bypass
-torch (through ``.numpy()`` or ``.data``) are not seen, as autograd does not see them either. A tensor
-made under inference mode, which has no version counter, is parsed from a copy.
+torch (through ``.numpy()`` or ``.data``) are not seen, as autograd does not see them either. The
+layers make their buffers ordinary tensors even under inference mode; an inference tensor passed to
+the op, which has no version counter, is parsed from a copy.
 """
 
 from __future__ import annotations
