@@ -301,6 +301,10 @@ _BUDGETED_CACHES = {"lut": _lut_cache_nbytes, "sparse": _sparse_cache_nbytes}
 #: (``SQLinear.memory_nbytes``).
 AUTO_MEMORY_BUDGET = 1.0
 
+#: Bytes the budget never falls below: a tiny weight (a small convolution's) whose stream header
+#: alone passes a byte per weight still gets its caches, a few hundred bytes.
+AUTO_MEMORY_FLOOR = 16384
+
 
 def clear_caches(enc: EncodedWeight) -> None:
     """Drop the matmul caches of ``enc``; they are rebuilt on the next call that needs them."""
@@ -355,7 +359,7 @@ def _within_budget(enc: EncodedWeight, strategies: list[str]) -> list[str]:
     strategy's, or ``"auto_int8"``'s), so that its answer does not depend on what ran before."""
     native_weight(enc)  # what every strategy reads (an all-kept mask expands to ones here): counted
     enc.mask.kept  # noqa: B018 - a low-rank mask expands its bits to count them: counted before, not after
-    room = AUTO_MEMORY_BUDGET * enc.size - enc.nbytes
+    room = max(AUTO_MEMORY_BUDGET * enc.size, AUTO_MEMORY_FLOOR) - enc.nbytes
     admitted = set()
     for name, predicted_nbytes in _BUDGETED_CACHES.items():
         if name not in strategies:

@@ -47,7 +47,7 @@ def test_auto_keeps_the_weight_and_its_caches_within_the_budget(kwargs):
     for batch in BATCHES:  # every batch size may choose another strategy and build its cache
         np.testing.assert_allclose(sc.matmul(x[:batch], enc), x[:batch] @ w.T, rtol=1e-4, atol=1e-4)
     # a weight past the budget on its own (8 bits, nothing pruned) gets no cache at all
-    assert run_time_nbytes(enc) <= max(AUTO_MEMORY_BUDGET * enc.size, enc.nbytes)
+    assert run_time_nbytes(enc) <= max(AUTO_MEMORY_BUDGET * enc.size, mm.AUTO_MEMORY_FLOOR, enc.nbytes)
     assert "lut_stream" in candidate_strategies(enc) and "dense" in candidate_strategies(enc)
 
 
@@ -55,6 +55,7 @@ def test_the_budget_admits_the_decoded_planes_first_then_the_sparse_form(monkeyp
     enc = sc.encode(_weight(), sparsity=0.9, bits=1)
     assert {"lut", "sparse"} <= set(candidate_strategies(enc))  # both fit at 0.9 sparsity, 1 bit
     lut_only = (enc.nbytes + mm._lut_cache_nbytes(enc) + 1) / enc.size  # the planes fit, the sparse form not
+    monkeypatch.setattr(mm, "AUTO_MEMORY_FLOOR", 0)
     monkeypatch.setattr(mm, "AUTO_MEMORY_BUDGET", lut_only)
     assert candidate_strategies(enc) == ["dense", "lut", "lut_stream"]
     monkeypatch.setattr(mm, "AUTO_MEMORY_BUDGET", 0.0)  # nothing fits: only what caches nothing
@@ -127,6 +128,13 @@ def test_bad_patch_arrays_are_refused_clearly():
     assert outside.patches[0].dtype == np.uint32  # integers that fit are held as uint32
     with pytest.raises(ValueError, match="strictly ascending and inside the plane"):
         sc.decode(outside)
+
+
+def test_a_tiny_weight_keeps_its_caches_under_the_budget_floor():
+    # read from its stream, whose header alone passes a byte per weight
+    enc = sc.EncodedWeight.from_bytes(sc.encode(_weight((6, 36)), sparsity=0.5, bits=2).to_bytes())
+    assert enc.nbytes > AUTO_MEMORY_BUDGET * enc.size
+    assert "lut" in candidate_strategies(enc) and "sparse" in candidate_strategies(enc)
 
 
 def test_a_layer_reports_its_stream_its_parsed_weight_and_its_caches():
