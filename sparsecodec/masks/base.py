@@ -20,6 +20,9 @@ from ..formats.stream import StreamError
 
 #: How a stream turns (a slice of) a payload into packed uint64 words: ``words(payload, n_bits)``.
 WordReader = Callable[[Any, int], np.ndarray]
+Shape = tuple[int, int]
+Params = dict[str, Any]  # a mask format's stream-header parameters
+Payload = bytes | memoryview  # its stream section (a read-only view of the stream)
 
 
 class MaskFormat(ABC):
@@ -95,11 +98,7 @@ class MaskFormat(ABC):
     @classmethod
     @abstractmethod
     def from_stream(
-        cls,
-        shape: tuple[int, int],
-        params: dict[str, Any],
-        payload: bytes | memoryview,
-        words: WordReader = bytes_to_words,
+        cls, shape: Shape, params: Params, payload: Payload, words: WordReader = bytes_to_words
     ) -> MaskFormat:
         """Rebuild from a stream, raising StreamError when params or payload do not fit the shape.
 
@@ -136,11 +135,7 @@ class BitmapMask(MaskFormat):
 
     @classmethod
     def from_stream(
-        cls,
-        shape: tuple[int, int],
-        params: dict[str, Any],
-        payload: bytes | memoryview,
-        words: WordReader = bytes_to_words,
+        cls, shape: Shape, params: Params, payload: Payload, words: WordReader = bytes_to_words
     ) -> BitmapMask:
         if params:
             raise StreamError(f"bitmap mask takes no parameters, got {sorted(params)}")
@@ -176,13 +171,7 @@ class NoMask(MaskFormat):
         return words
 
     @classmethod
-    def from_stream(
-        cls,
-        shape: tuple[int, int],
-        params: dict[str, Any],
-        payload: bytes | memoryview,
-        words: WordReader = bytes_to_words,
-    ) -> NoMask:
+    def from_stream(cls, shape: Shape, params: Params, payload: Payload, words: WordReader = bytes_to_words) -> NoMask:
         if params:
             raise StreamError(f"mask format 'none' takes no parameters, got {sorted(params)}")
         if payload:

@@ -21,7 +21,7 @@ import numpy as np
 from .. import _native
 from ..formats.bitpack import bytes_to_words, pack_bits, pack_rows, unpack_bits, words_to_bytes
 from ..formats.stream import StreamError
-from .base import MaskFormat, WordReader, register_mask_format
+from .base import MaskFormat, Params, Payload, Shape, WordReader, register_mask_format
 
 MAX_RANK = 64
 
@@ -119,11 +119,7 @@ class LowRankMask(MaskFormat):
 
     @classmethod
     def from_stream(
-        cls,
-        shape: tuple[int, int],
-        params: dict[str, Any],
-        payload: bytes | memoryview,
-        words: WordReader = bytes_to_words,
+        cls, shape: Shape, params: Params, payload: Payload, words: WordReader = bytes_to_words
     ) -> LowRankMask:
         if set(params) != {"rank", "tile"}:
             raise StreamError(f"low-rank mask parameters must be rank and tile, got {sorted(params)}")
