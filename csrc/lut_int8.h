@@ -162,10 +162,15 @@ void lut_int8_rows_avx512(const LutInt8Weight& w, const Int8Tables& t, int64_t b
                           int64_t rb1, float* out);
 void int8_tables_lane_avx512(const LutInt8Weight& w, const float* x, int8_t* lane, float* scale, int32_t* full);
 #endif
-// Batch lanes the AVX-512 kernel runs at once on each block's indices: lanes x (q + 1) accumulators
-// plus 2 (q + 1) indices and six constants and tables must fit the 32 zmm registers, or they spill
-// (q = 1: 16 + 4 + 6; eight lanes measured 7 % faster than six at batch 8 on 4096 x 4096).
-constexpr int lut_int8_lanes(int q) { return q == 1 ? 8 : q == 2 ? 4 : q == 3 ? 3 : q == 4 ? 2 : 1; }
+// Batch lanes the AVX-512 kernel runs at once on each block's indices, chosen by measurement. A pass
+// keeps lanes x (q + 1) accumulators and 2 (q + 1) indices live, with the vector of ones, the two
+// index constants, a lane's two tables and a looked-up vector, in 32 zmm registers: at these widths
+// the masked kernels spill a few accumulators per block (q = 2: three, q = 4: five) and were still
+// faster, because fewer passes repeat each block's index work. At S = 0.5 and batch 8 they measured
+// 7 % (q = 2, 4096 x 4096), 11 % (q = 3, 2048 x 2048) and 12-14 % (q = 4, 4096 x 4096) faster than
+// the earlier 4, 3 and 2 lanes, and 27-28 % faster at q = 5 and 6 (2048 x 2048) than one lane;
+// eight lanes also beat six at q = 1 by 7 %.
+constexpr int lut_int8_lanes(int q) { return q <= 2 ? 8 : q == 3 ? 5 : q == 4 ? 4 : q <= 6 ? 2 : 1; }
 
 // out (batch, rows) = x @ W^T with int8 tables, on the active SIMD level's kernel.
 void lut_int8_matmul(const LutInt8Weight& w, const float* x, int64_t batch, float* out);

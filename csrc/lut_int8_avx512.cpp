@@ -108,6 +108,7 @@ void rows_ql(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t rb
 template <int Q, bool MASKED>
 void rows_qm(const LutInt8Weight& w, const Int8Tables& t, int64_t b0, int64_t b1, int64_t rb0, int64_t rb1, float* out) {
     constexpr int kWide = lut_int8_lanes(Q);
+    static_assert(kWide <= 8, "the switch below runs at most 7 remaining lanes");
     int64_t b = b0;
     for (; b + kWide <= b1; b += kWide) rows_ql<Q, kWide, MASKED>(w, t, b, rb0, rb1, out);
     // the remaining lanes (fewer than kWide) in one pass, so that they share each block's indices too;
