@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -25,20 +24,13 @@ import torch
 import sparsecodec as sc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from matmul_latency import encode_config  # noqa: E402  (the bench's own encoder settings)
+from fit_cost_model import time_call  # noqa: E402  (the bench's own timing and encoder settings)
+from matmul_latency import encode_config  # noqa: E402
 
 
 def median_us(call, rounds: int = 40) -> float:
-    """Median of ``rounds`` timed calls after 0.2 s of untimed ones."""
-    end = time.perf_counter() + 0.2
-    while time.perf_counter() < end:
-        call()
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)) * 1e6
+    """Median microseconds of ``rounds`` timed calls, after the cost-model fit's warm-up."""
+    return time_call(call, rounds) * 1e6
 
 
 def main() -> None:
