@@ -50,12 +50,11 @@ def _plain_eager(x: torch.Tensor) -> bool:
     return type(x) is torch.Tensor and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
 
 
-def _stream_buffer(n: int, like: torch.Tensor | None = None) -> torch.Tensor:
+def _stream_buffer(n: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """An empty uint8 stream buffer of n bytes: 64-byte aligned (torch's allocations are), so that
     the parsed weight can view its words in place, and an ordinary tensor even under inference mode,
     whose version counter tells when it is written (``ops.encoded_weight``)."""
     with torch.inference_mode(False):
-        device = "cpu" if like is None else like.device
         return torch.empty(n, dtype=torch.uint8, device=device)
 
 
@@ -110,7 +109,7 @@ class _CompressedStreams(nn.Module):
                 if incoming.dtype != torch.uint8 or incoming.dim() != 1:
                     errors.append(f"{key}: expected a 1-D uint8 stream, got {incoming.dtype} {tuple(incoming.shape)}")
                     continue
-                setattr(self, name, _stream_buffer(incoming.numel(), like=getattr(self, name)))
+                setattr(self, name, _stream_buffer(incoming.numel(), getattr(self, name).device))
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing, unexpected, errors)
         for name, shape in zip(self._stream_names, self._stream_shapes, strict=True):
             try:
